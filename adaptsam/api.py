@@ -1,0 +1,78 @@
+"""The public functions re-exported by ``adaptsam``: registration, listing and ``create_model``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from adaptsam import registry
+from adaptsam.model import SamModel
+
+
+def register_backbone(name: str | None = None, obj: Any = None, **kwargs: Any) -> Any:
+    """Register a backbone factory ``(checkpoint=None, pretrained=True, download=False) -> SamModel``."""
+    return registry.backbones.register(name, obj, **kwargs)
+
+
+def register_adapter(name: str | None = None, obj: Any = None, **kwargs: Any) -> Any:
+    """Register an :class:`~adaptsam.adapters.base.Adapter` subclass."""
+    return registry.adapters.register(name, obj, **kwargs)
+
+
+def register_policy(name: str | None = None, obj: Any = None, **kwargs: Any) -> Any:
+    """Register a :class:`~adaptsam.policies.base.ResolutionPolicy` subclass."""
+    return registry.policies.register(name, obj, **kwargs)
+
+
+def register_dataset(name: str | None = None, obj: Any = None, **kwargs: Any) -> Any:
+    """Register a dataset factory ``(split="train", *, root=None, **options) -> SegmentationDataset``."""
+    return registry.datasets.register(name, obj, **kwargs)
+
+
+def list_backbones(pattern: str = "*") -> list[str]:
+    return registry.backbones.names(pattern)
+
+
+def list_adapters(pattern: str = "*") -> list[str]:
+    return registry.adapters.names(pattern)
+
+
+def list_policies(pattern: str = "*") -> list[str]:
+    return registry.policies.names(pattern)
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    return registry.datasets.names(pattern)
+
+
+def build_policy(policy: Any, policy_cfg: Mapping[str, Any] | None = None) -> Any:
+    """A policy instance from a registered name (+ options) or an instance given as is."""
+    if isinstance(policy, str):
+        return registry.policies.get(policy)(**dict(policy_cfg or {}))
+    if policy_cfg:
+        raise ValueError("policy_cfg only applies when the policy is given by name.")
+    return policy
+
+
+def create_model(backbone: str, *, checkpoint: str | os.PathLike[str] | None = None, pretrained: bool = True,
+                 download: bool = False, policy: Any = "upsample", resolution: int | None = None,
+                 policy_cfg: Mapping[str, Any] | None = None, adapter: Any = None,
+                 adapter_cfg: Mapping[str, Any] | None = None) -> SamModel:
+    """Build ``backbone``, prepare it for ``resolution`` with ``policy``, and apply ``adapter``.
+
+    ``resolution`` defaults to the backbone's design size; ``pretrained=False`` gives random weights (the
+    model's ``info.pretrained`` says so); ``download=True`` allows fetching missing official weights.
+    """
+    factory = registry.backbones.get(backbone)
+    model = factory(checkpoint=checkpoint, pretrained=pretrained, download=download)
+    if not isinstance(model, SamModel):
+        entry = registry.backbones.entry(backbone)
+        raise TypeError(f"Backbone {backbone!r} from {entry.source} returned {type(model).__name__}, "
+                        f"expected an adaptsam.SamModel.")
+    build_policy(policy, policy_cfg).prepare(model, resolution or model.design_size)
+    if adapter is not None:
+        from adaptsam.adapters.base import build_adapter
+
+        build_adapter(adapter, adapter_cfg).apply(model)
+    return model

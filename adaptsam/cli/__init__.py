@@ -1,0 +1,53 @@
+"""The ``adaptsam`` command line: one module per command, each adding its own subparser.
+
+    adaptsam list [-v] [KIND] [PATTERN]     what is registered (built-ins and plugins), and what is broken
+    adaptsam --version
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from adaptsam import __version__
+
+# command modules, in the order `adaptsam --help` lists them
+COMMANDS = ("list_cmd",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adaptsam",
+        description="Which way of adapting Segment Anything works best on low-resolution images? "
+                    "Build, train, evaluate and benchmark SAM backbones × adapters × resolution policies.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"adaptsam {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"adaptsam.cli.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    from adaptsam.errors import AdaptsamError
+
+    try:
+        return int(args.run(args) or 0)
+    except AdaptsamError as exc:
+        print(f"adaptsam: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("adaptsam: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
