@@ -1,0 +1,119 @@
+"""TinyViT machinery shared by MobileSAM (``vit_t``) and LiteMedSAM (``lite_medsam``).
+
+Both upstream TinyViTs store each stage's token grid at construction and ``forward_features`` reshapes the
+last stage to a hard-coded 64×64, so any input other than the design size fails ("input feature has wrong
+size"). :class:`ResizableTinyViT` rescales the stored grids (parameter shapes don't depend on them, so the
+checkpoint still loads strictly) and takes the final grid from the last stage instead of the constant.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from adaptsam.assets import CheckpointSpec
+from adaptsam.backbones._parts import (
+    DecoderConfig,
+    build_mask_decoder,
+    build_prompt_encoder,
+    config_dict,
+    finish_backbone,
+)
+from adaptsam.errors import IncompatibleError
+from adaptsam.model import BackboneInfo, InputRecipe, SamModel
+
+# upstream PatchMerging hard-codes stride 1 (no downsampling) into the last stage for these widths only
+_LAST_STAGE_WIDTHS = (320, 448, 576)
+# upstream TinyViT's neck hard-codes 256 output channels
+_NECK_CHANNELS = 256
+
+
+@dataclass(frozen=True)
+class TinyViTConfig:
+    """Every number of a TinyViT-5M SAM encoder (defaults: MobileSAM / LiteMedSAM as published)."""
+
+    img_size: int = 1024
+    embed_dims: tuple[int, int, int, int] = (64, 128, 160, 320)
+    depths: tuple[int, int, int, int] = (2, 2, 6, 2)
+    num_heads: tuple[int, int, int, int] = (2, 4, 5, 10)
+    window_sizes: tuple[int, int, int, int] = (7, 7, 14, 7)
+    mlp_ratio: float = 4.0
+    mbconv_expand_ratio: float = 4.0
+    local_conv_size: int = 3
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    def __post_init__(self) -> None:
+        lengths = {len(self.embed_dims), len(self.depths), len(self.num_heads), len(self.window_sizes)}
+        if lengths != {4}:
+            raise ValueError("TinyViT has exactly 4 stages: embed_dims, depths, num_heads and window_sizes need "
+                             f"4 entries each, got {self.embed_dims}, {self.depths}, {self.num_heads}, "
+                             f"{self.window_sizes}.")
+        if self.embed_dims[-1] not in _LAST_STAGE_WIDTHS:
+            raise ValueError(f"The last TinyViT stage must be {_LAST_STAGE_WIDTHS} wide (upstream keys the stride of "
+                             f"its last patch merging on that), got {self.embed_dims[-1]}.")
+        if self.decoder.prompt_embed_dim != _NECK_CHANNELS:
+            raise ValueError(f"TinyViT's neck has {_NECK_CHANNELS} output channels, so decoder.prompt_embed_dim "
+                             f"must be {_NECK_CHANNELS}, got {self.decoder.prompt_embed_dim}.")
+
+    def encoder_kwargs(self) -> dict:
+        return dict(img_size=self.img_size, in_chans=3, embed_dims=list(self.embed_dims), depths=list(self.depths),
+                    num_heads=list(self.num_heads), window_sizes=list(self.window_sizes), mlp_ratio=self.mlp_ratio,
+                    drop_rate=0.0, drop_path_rate=0.0, use_checkpoint=False,
+                    mbconv_expand_ratio=self.mbconv_expand_ratio, local_conv_size=self.local_conv_size)
+
+
+def _rescaled(size: int, new: int, old: int) -> int:
+    if (size * new) % old:
+        raise IncompatibleError(f"TinyViT cannot run at {new}: a stage grid of {size} at {old} would become "
+                                f"{size * new / old:g}. Use a resolution that keeps every grid whole.")
+    return size * new // old
+
+
+class ResizableTinyViT(nn.Module):
+    """Mixin for upstream TinyViT classes: input size set at run time, final grid taken from the last stage."""
+
+    img_size: int
+
+    def set_input_size(self, img_size: int) -> None:
+        old = self.img_size
+        if img_size == old:
+            return
+        for module in self.modules():
+            resolution = getattr(module, "input_resolution", None)
+            if resolution is not None:
+                module.input_resolution = tuple(_rescaled(r, img_size, old) for r in resolution)
+        patches = tuple(_rescaled(r, img_size, old) for r in self.patch_embed.patches_resolution)
+        self.patch_embed.patches_resolution = patches
+        self.patches_resolution = patches
+        self.img_size = img_size
+
+    @property
+    def grid(self) -> int:
+        return int(self.layers[-1].input_resolution[0])
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)
+        for layer in self.layers:
+            x = layer(x)
+        height, width = self.layers[-1].input_resolution
+        return self.neck(x.view(x.shape[0], height, width, -1).permute(0, 3, 1, 2))
+
+
+def build_tinyvit_sam(encoder: nn.Module, cfg: TinyViTConfig, *, name: str, family: str, patch_stride: int,
+                      recipe: InputRecipe, spec: CheckpointSpec | None, checkpoint: str | os.PathLike[str] | None,
+                      pretrained: bool, download: bool, ignore_unexpected: tuple[str, ...] = (),
+                      dropped_parameters: int = 0, require_official: bool = False) -> SamModel:
+    info = BackboneInfo(name=name, family=family, design_size=cfg.img_size, patch_stride=patch_stride,
+                        input_recipe=recipe, dropped_parameters=dropped_parameters, config=config_dict(cfg))
+    model = SamModel(encoder,
+                     build_prompt_encoder(cfg.decoder, design_size=cfg.img_size, patch_stride=patch_stride),
+                     build_mask_decoder(cfg.decoder), info)
+    return finish_backbone(model, spec, checkpoint=checkpoint, pretrained=pretrained, download=download,
+                           ignore_unexpected=ignore_unexpected, require_official=require_official)
+
+
+TINY_DECODER = DecoderConfig(prompt_embed_dim=256, mask_in_chans=4, transformer_depth=1, transformer_mlp_dim=64,
+                             transformer_heads=2, iou_head_depth=2, iou_head_hidden_dim=32)
