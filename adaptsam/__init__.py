@@ -32,6 +32,10 @@ _LAZY = {
     "list_datasets": ("adaptsam.api", "list_datasets"),
     # models
     "create_model": ("adaptsam.api", "create_model"),
+    "save_adapter": ("adaptsam.api", "save_adapter"),
+    "load_adapter": ("adaptsam.api", "load_adapter"),
+    "merge_adapter": ("adaptsam.api", "merge_adapter"),
+    "unmerge_adapter": ("adaptsam.api", "unmerge_adapter"),
     "count_parameters": ("adaptsam.params", "count_parameters"),
     "ParameterCount": ("adaptsam.params", "ParameterCount"),
     "SamModel": ("adaptsam.model", "SamModel"),

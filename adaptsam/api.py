@@ -58,21 +58,66 @@ def build_policy(policy: Any, policy_cfg: Mapping[str, Any] | None = None) -> An
 def create_model(backbone: str, *, checkpoint: str | os.PathLike[str] | None = None, pretrained: bool = True,
                  download: bool = False, policy: Any = "upsample", resolution: int | None = None,
                  policy_cfg: Mapping[str, Any] | None = None, adapter: Any = None,
-                 adapter_cfg: Mapping[str, Any] | None = None) -> SamModel:
+                 adapter_cfg: Mapping[str, Any] | None = None, seed: int = 0) -> SamModel:
     """Build ``backbone``, prepare it for ``resolution`` with ``policy``, and apply ``adapter``.
 
     ``resolution`` defaults to the backbone's design size; ``pretrained=False`` gives random weights (the
     model's ``info.pretrained`` says so); ``download=True`` allows fetching missing official weights.
+    Random initialisation (of a random backbone, of adapter layers) is drawn from ``seed`` on a forked RNG, so
+    the same call gives the same model and the caller's RNG state is untouched.
     """
+    import torch
+
     factory = registry.backbones.get(backbone)
-    model = factory(checkpoint=checkpoint, pretrained=pretrained, download=download)
-    if not isinstance(model, SamModel):
-        entry = registry.backbones.entry(backbone)
-        raise TypeError(f"Backbone {backbone!r} from {entry.source} returned {type(model).__name__}, "
-                        f"expected an adaptsam.SamModel.")
-    build_policy(policy, policy_cfg).prepare(model, resolution or model.design_size)
+    policy_obj = build_policy(policy, policy_cfg)
+    adapter_obj = None
     if adapter is not None:
         from adaptsam.adapters.base import build_adapter
 
-        build_adapter(adapter, adapter_cfg).apply(model)
+        adapter_obj = build_adapter(adapter, adapter_cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = factory(checkpoint=checkpoint, pretrained=pretrained, download=download)
+        if not isinstance(model, SamModel):
+            entry = registry.backbones.entry(backbone)
+            raise TypeError(f"Backbone {backbone!r} from {entry.source} returned {type(model).__name__}, "
+                            f"expected an adaptsam.SamModel.")
+        model.init_seed = seed
+        policy_obj.prepare(model, resolution or model.design_size)
+        if adapter_obj is not None:
+            adapter_obj.apply(model)
     return model
+
+
+def save_adapter(model: SamModel, path: str | os.PathLike[str]) -> Any:
+    """Write only the adapter's trained tensors, with metadata, as safetensors (atomically)."""
+    from adaptsam.adapters.io import save_adapter as _save
+
+    return _save(model, path)
+
+
+def load_adapter(path: str | os.PathLike[str], model: SamModel | None = None, **kwargs: Any) -> SamModel:
+    """Rebuild backbone + policy + adapter from an adapter file (or load it into ``model``)."""
+    from adaptsam.adapters.io import load_adapter as _load
+
+    return _load(path, model, **kwargs)
+
+
+def merge_adapter(model: SamModel) -> SamModel:
+    """Fold the adapter into the base weights (zero inference overhead), where the adapter supports it."""
+    _require_adapter(model).merge(model)
+    return model
+
+
+def unmerge_adapter(model: SamModel) -> SamModel:
+    """Undo :func:`merge_adapter`."""
+    _require_adapter(model).unmerge(model)
+    return model
+
+
+def _require_adapter(model: SamModel) -> Any:
+    if getattr(model, "adapter", None) is None:
+        from adaptsam.errors import IncompatibleError
+
+        raise IncompatibleError("The model carries no adapter.")
+    return model.adapter

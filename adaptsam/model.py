@@ -81,6 +81,55 @@ class BackboneInfo:
                 "checkpoint_sha256": self.checkpoint_sha256, "official_weights": self.official_weights}
 
 
+@dataclass(frozen=True)
+class FusedSegment:
+    """Where q, k or v sit in a fused ``qkv`` linear's output: ``heads`` groups of ``stride`` rows, of which
+    rows ``offset … offset+width`` belong to this part (SAM ViT: one group [q|k|v]; TinyViT: per head)."""
+
+    heads: int
+    stride: int
+    offset: int
+    width: int
+
+    @property
+    def rows(self) -> int:
+        return self.heads * self.width
+
+    def view_output(self, output: torch.Tensor) -> torch.Tensor:
+        """This part of a qkv output (…, heads·stride) as a (…, heads, width) view."""
+        return output.unflatten(-1, (self.heads, self.stride))[..., self.offset:self.offset + self.width]
+
+    def view_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """This part of a qkv weight (heads·stride, in) as a (heads, width, in) view."""
+        return weight.view(self.heads, self.stride, -1)[:, self.offset:self.offset + self.width]
+
+
+@dataclass
+class AttentionSite:
+    """One encoder attention block, described by structure so adapters never match module names."""
+
+    qkv: nn.Linear
+    proj: nn.Linear
+    segments: Mapping[str, FusedSegment]
+    mlp: tuple[nn.Linear, ...]
+
+
+@dataclass
+class PromptStage:
+    """A run of encoder blocks sharing width and token grid, for adapters that add prompts to block inputs.
+
+    ``embedding`` is the module whose output is the stage's token embedding (the patch embedding for a
+    ViT, the previous patch merging for a TinyViT stage); ``stride`` is input pixels per token;
+    ``layout`` is ``"bhwc"`` (SAM ViT blocks take B×H×W×C) or ``"blc"`` (TinyViT blocks take B×L×C).
+    """
+
+    dim: int
+    stride: int
+    embedding: nn.Module
+    blocks: list[nn.Module]
+    layout: str
+
+
 @dataclass
 class Prompts:
     """Prompts in input pixels, K per image: boxes B×K×4 (xyxy), points B×K×N×2 with labels B×K×N."""
@@ -181,6 +230,22 @@ class SamModel(nn.Module):
     @property
     def uses_prompts(self) -> bool:
         return self.class_prompts is None
+
+    def attention_sites(self) -> list[AttentionSite]:
+        """The encoder's attention blocks, by structure (for adapters such as LoRA)."""
+        return self._encoder_structure("attention_sites")
+
+    def prompt_stages(self) -> list[PromptStage]:
+        """The encoder's runs of same-width blocks (for adapters that prompt block inputs)."""
+        return self._encoder_structure("prompt_stages")
+
+    def _encoder_structure(self, method: str) -> Any:
+        describe = getattr(self.image_encoder, method, None)
+        if describe is None:
+            raise IncompatibleError(f"{self.info.name}'s image encoder ({type(self.image_encoder).__name__}) does not "
+                                    f"describe its structure ({method}()); adapters that inject into the encoder "
+                                    f"need it. Add the method to the backbone's encoder class.")
+        return describe()
 
     # -- train/eval: frozen BatchNorm and TinyViT's cached attention biases --------------------------
     def train(self, mode: bool = True) -> SamModel:

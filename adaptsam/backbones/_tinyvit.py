@@ -23,7 +23,7 @@ from adaptsam.backbones._parts import (
     finish_backbone,
 )
 from adaptsam.errors import IncompatibleError
-from adaptsam.model import BackboneInfo, InputRecipe, SamModel
+from adaptsam.model import AttentionSite, BackboneInfo, FusedSegment, InputRecipe, PromptStage, SamModel
 
 # upstream PatchMerging hard-codes stride 1 (no downsampling) into the last stage for these widths only
 _LAST_STAGE_WIDTHS = (320, 448, 576)
@@ -93,6 +93,25 @@ class ResizableTinyViT(nn.Module):
     @property
     def grid(self) -> int:
         return int(self.layers[-1].input_resolution[0])
+
+    def attention_sites(self) -> list[AttentionSite]:
+        sites = []
+        for layer in self.layers[1:]:  # stage 0 is convolutional
+            for blk in layer.blocks:
+                attn = blk.attn
+                per_head = 2 * attn.key_dim + attn.d  # upstream splits each head's outputs into [q, k, v]
+                segments = {"q": FusedSegment(attn.num_heads, per_head, 0, attn.key_dim),
+                            "k": FusedSegment(attn.num_heads, per_head, attn.key_dim, attn.key_dim),
+                            "v": FusedSegment(attn.num_heads, per_head, 2 * attn.key_dim, attn.d)}
+                sites.append(AttentionSite(attn.qkv, attn.proj, segments, (blk.mlp.fc1, blk.mlp.fc2)))
+        return sites
+
+    def prompt_stages(self) -> list[PromptStage]:
+        stages = []
+        for previous, layer in zip(self.layers[:-1], self.layers[1:]):
+            stride = self.img_size // layer.input_resolution[0]
+            stages.append(PromptStage(layer.dim, stride, previous.downsample, list(layer.blocks), "blc"))
+        return stages
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)

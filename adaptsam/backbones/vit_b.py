@@ -24,7 +24,7 @@ from adaptsam.backbones._parts import (
     finish_backbone,
 )
 from adaptsam.backbones._upstream import segment_anything_modeling
-from adaptsam.model import BackboneInfo, InputRecipe, SamModel
+from adaptsam.model import AttentionSite, BackboneInfo, FusedSegment, InputRecipe, PromptStage, SamModel
 
 _modeling = segment_anything_modeling()
 
@@ -89,6 +89,19 @@ class SamViTEncoder(_modeling.ImageEncoderViT):
             if blk.window_size > 0:
                 blk.window_size = window
         self.img_size = img_size
+
+
+    def attention_sites(self) -> list[AttentionSite]:
+        sites = []
+        for blk in self.blocks:
+            dim = blk.attn.qkv.in_features
+            segments = {part: FusedSegment(1, 3 * dim, i * dim, dim) for i, part in enumerate("qkv")}
+            sites.append(AttentionSite(blk.attn.qkv, blk.attn.proj, segments, (blk.mlp.lin1, blk.mlp.lin2)))
+        return sites
+
+    def prompt_stages(self) -> list[PromptStage]:
+        dim = self.patch_embed.proj.out_channels
+        return [PromptStage(dim, self.patch_size, self.patch_embed, list(self.blocks), "bhwc")]
 
 
 def matched_window(grid: int, design_window: int) -> int:

@@ -13,8 +13,19 @@ from collections.abc import Sequence
 
 from adaptsam import __version__
 
-# command modules, in the order `adaptsam --help` lists them
-COMMANDS = ("list_cmd",)
+COMMAND_SUFFIX = "_cmd"
+
+
+def command_modules() -> list[str]:
+    """Every ``adaptsam/cli/*_cmd.py``: adding a command is adding a file, with no list to edit.
+
+    Each module defines ``add_parser(subparsers)`` and an optional ``ORDER`` (smaller first in ``--help``).
+    """
+    import pkgutil
+
+    names = [m.name for m in pkgutil.iter_modules(__path__) if m.name.endswith(COMMAND_SUFFIX)]
+    modules = [importlib.import_module(f"adaptsam.cli.{name}") for name in names]
+    return [m.__name__ for m in sorted(modules, key=lambda m: (getattr(m, "ORDER", 50), m.__name__))]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"adaptsam {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"adaptsam.cli.{name}").add_parser(subparsers)
+    for name in command_modules():
+        importlib.import_module(name).add_parser(subparsers)
     return parser
 
 

@@ -6,6 +6,8 @@ import argparse
 
 from adaptsam.registry import REGISTRIES
 
+ORDER = 10
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(

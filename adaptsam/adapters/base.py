@@ -1,0 +1,178 @@
+"""The adapter interface: a frozen config dataclass + ``apply(model)`` that injects modules and sets
+``requires_grad``, plus saving/loading exactly what was trained.
+
+Like PEFT's tuners, an adapter finds what it trains by structure (its own injected modules, or whole
+sub-modules such as the mask decoder), never by lists of parameter names; unlike PEFT the set of methods is
+open: any installed distribution can register one under the ``adaptsam.adapters`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from adaptsam import registry
+from adaptsam.errors import CheckpointError, IncompatibleError, format_list
+from adaptsam.model import SamModel
+
+CONFIG_FORMAT_VERSION = 1
+
+
+def help_field(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field whose help text ``adaptsam list -v`` and error messages can show."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use tuples for sequence defaults so configs stay hashable and frozen")
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class AdapterConfig:
+    """Base of adapter configs: frozen, validated in ``__post_init__``, serialisable with a version stamp."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": CONFIG_FORMAT_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> AdapterConfig:
+        values = dict(values or {})
+        version = values.pop("format_version", CONFIG_FORMAT_VERSION)
+        if version != CONFIG_FORMAT_VERSION:
+            raise ValueError(f"{cls.__name__}: config format version {version} is not supported "
+                             f"(expected {CONFIG_FORMAT_VERSION}).")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            options = "; ".join(f"{name} ({f.metadata.get('help', '')})" for name, f in fields.items()) or "none"
+            raise ValueError(f"{cls.__name__} has no option {', '.join(unknown)}. Options: {options}.")
+        for name, value in values.items():  # JSON/YAML give lists where the config wants tuples
+            if isinstance(value, list):
+                values[name] = tuple(value)
+        return cls(**values)
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+class Adapter(ABC):
+    """One way of adapting a SamModel. Subclasses set ``name``, ``config_class`` and implement ``inject``."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[AdapterConfig]] = AdapterConfig
+    uses_prompts: ClassVar[bool] = True  # False: predicts without user prompts (class prompts)
+    supports_merge: ClassVar[bool] = False
+
+    def __init__(self, config: AdapterConfig | Mapping[str, Any] | None = None, **options: Any):
+        if config is None or isinstance(config, Mapping):
+            config = self.config_class.from_dict({**dict(config or {}), **options})
+        elif options:
+            config = dataclasses.replace(config, **options)
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} expects a {self.config_class.__name__}, got "
+                            f"{type(config).__name__}.")
+        self.config = config
+
+    # -- applying ------------------------------------------------------------------------------------
+    def apply(self, model: SamModel) -> SamModel:
+        """Freeze everything, let the adapter inject and unfreeze what it trains; returns the same model."""
+        if model.adapter is not None:
+            raise IncompatibleError(f"{model.info.name} already carries adapter {model.adapter.name!r}; build a "
+                                    f"fresh model to apply {self.name!r}.")
+        if model.policy is None:
+            raise IncompatibleError("Prepare the model with a resolution policy before applying an adapter "
+                                    "(adaptsam.create_model does both).")
+        model.requires_grad_(False)
+        self.inject(model)
+        model.adapter = self
+        model.train(model.training)  # frozen BatchNorm stays in eval mode; TinyViT bias caches refresh
+        model.refresh_cached_buffers()
+        return model
+
+    @abstractmethod
+    def inject(self, model: SamModel) -> None:
+        """Add this adapter's modules to ``model`` and set ``requires_grad`` on what it trains."""
+
+    def setup(self, model: SamModel, train_data: Any) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Data-dependent initialisation before training (class prompts pick their pixels here)."""
+
+    # -- merging -------------------------------------------------------------------------------------
+    def merge(self, model: SamModel) -> None:
+        raise IncompatibleError(f"Adapter {self.name!r} has nothing to merge into the base weights.")
+
+    def unmerge(self, model: SamModel) -> None:
+        raise IncompatibleError(f"Adapter {self.name!r} has nothing to unmerge.")
+
+    # -- what gets stored ----------------------------------------------------------------------------
+    def trainable_state_dict(self, model: SamModel) -> dict[str, torch.Tensor]:
+        """Trainable parameters, plus the persistent buffers of modules that train (BatchNorm statistics)
+        and of modules the adapter owns; keyed by their names in ``model``."""
+        state: dict[str, torch.Tensor] = {}
+        for module_name, module in model.named_modules():
+            own = list(module.named_parameters(recurse=False))
+            trains = any(p.requires_grad for _, p in own)
+            for name, parameter in own:
+                if parameter.requires_grad:
+                    state[_join(module_name, name)] = parameter
+            if trains or getattr(module, "adapter_owned", False):
+                for name, buffer in module.named_buffers(recurse=False):
+                    if name not in module._non_persistent_buffers_set:
+                        state[_join(module_name, name)] = buffer
+        return state
+
+    def load_trainable(self, model: SamModel, state: Mapping[str, torch.Tensor], *, source: str = "state") -> None:
+        """Copy ``state`` into the adapter's tensors; refuse missing, unexpected or mis-shaped entries."""
+        expected = self.trainable_state_dict(model)
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        mismatched = sorted(f"{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
+                            for k in set(expected) & set(state) if state[k].shape != expected[k].shape)
+        if missing or unexpected or mismatched:
+            parts = [f"{len(missing)} missing: {format_list(missing)}" if missing else "",
+                     f"{len(unexpected)} unexpected: {format_list(unexpected)}" if unexpected else "",
+                     f"{len(mismatched)} other shapes: {format_list(mismatched, 4)}" if mismatched else ""]
+            raise CheckpointError(f"{source} does not fit adapter {self.name!r} on {model.info.name}: "
+                                  + "; ".join(p for p in parts if p) + ".")
+        with torch.no_grad():
+            for key, tensor in expected.items():
+                tensor.copy_(state[key].to(dtype=tensor.dtype, device=tensor.device))
+        model.refresh_cached_buffers()
+
+    # -- facts ---------------------------------------------------------------------------------------
+    @staticmethod
+    def encoder_frozen(model: SamModel) -> bool:
+        """True when nothing in (or hooked into) the image encoder trains: embeddings can be cached."""
+        return not any(p.requires_grad for p in model.image_encoder.parameters())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "config": self.config.to_dict()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def build_adapter(adapter: str | Adapter, config: Mapping[str, Any] | AdapterConfig | None = None) -> Adapter:
+    """An adapter instance from a registered name (+ config) or an instance given as is."""
+    if isinstance(adapter, Adapter):
+        if config:
+            raise ValueError("adapter_cfg only applies when the adapter is given by name.")
+        return adapter
+    cls = registry.adapters.get(adapter)
+    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+        entry = registry.adapters.entry(adapter)
+        raise TypeError(f"Adapter {adapter!r} from {entry.source} is {cls!r}, expected an adaptsam Adapter subclass.")
+    return cls(config)
+
+
+def trainable_modules(*modules: nn.Module) -> None:
+    """Unfreeze every parameter of ``modules``."""
+    for module in modules:
+        module.requires_grad_(True)

@@ -1,0 +1,23 @@
+"""``full``: every parameter trains. The upper bound on cost (and often on accuracy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adaptsam.adapters.base import Adapter, AdapterConfig
+from adaptsam.model import SamModel
+
+
+@dataclass(frozen=True)
+class FullConfig(AdapterConfig):
+    """No options."""
+
+
+class FullAdapter(Adapter):
+    """Full fine-tuning: every parameter trains; the adapter file holds the whole model."""
+
+    name = "full"
+    config_class = FullConfig
+
+    def inject(self, model: SamModel) -> None:
+        model.requires_grad_(True)
