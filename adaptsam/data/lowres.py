@@ -8,6 +8,7 @@ than the training step of a small adapter.
 
 from __future__ import annotations
 
+import copy
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -94,6 +95,17 @@ class LowResDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose augmentation and jitter ``__getitem__`` reproduces."""
         self.epoch = int(epoch)
+
+    def without_augmentation(self) -> LowResDataset:
+        """The same samples, prompts and jitter without image augmentation (sharing the degraded cache).
+
+        A frozen encoder's embeddings can only be cached if the image it sees doesn't change between
+        epochs; prompt jitter stays, since it only changes the decoder's input.
+        """
+        clone = copy.copy(self)
+        clone.augment = False
+        clone._pipeline = None
+        return clone
 
     def __len__(self) -> int:
         return len(self.indices)

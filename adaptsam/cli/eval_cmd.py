@@ -1,0 +1,53 @@
+"""``adaptsam eval``: score a saved adapter (or the zero-shot model) at R; writes metrics.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from adaptsam.cli._options import add_data_options, add_model_options, experiment_from_args
+
+ORDER = 31
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval", help="evaluate a saved adapter, or a zero-shot model, at R",
+        description="Evaluate --weights ADAPTER.safetensors (backbone, policy and R come from the file), or a "
+                    "model given by --backbone/--adapter frozen/--policy/-R, on a dataset's split. Writes "
+                    "OUT/metrics.json (mean_dice, mean_iou, per-class scores, per-image scores).",
+        epilog="example: adaptsam eval --backbone lite_medsam --adapter frozen --policy native -R 128 "
+               "--data kvasir_seg --out runs/zero-shot")
+    parser.add_argument("--weights", help="adapter file written by adaptsam train / save_adapter")
+    parser.add_argument("--config", help="YAML file with the same options")
+    add_model_options(parser, adapter_default=None)
+    add_data_options(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import adaptsam
+    from adaptsam.engine.evaluate import evaluate
+    from adaptsam.engine.experiment import build_model, test_data, write_json
+
+    if args.weights:
+        model = adaptsam.load_adapter(args.weights, checkpoint=args.checkpoint)
+        args.backbone, args.adapter = model.info.name, model.adapter.name
+        args.policy, args.resolution = model.policy.name, model.resolution
+        args.adapter_cfg = args.policy_cfg = None
+    experiment = experiment_from_args(args)
+    if not args.weights:
+        if args.adapter not in (None, "frozen"):
+            raise SystemExit("adaptsam: error: without --weights only --adapter frozen makes sense (an untrained "
+                             f"{args.adapter!r} adapter is the frozen model); pass --weights FILE.")
+        model = build_model(experiment)
+    result = evaluate(model, test_data(experiment), prompt=experiment.prompt, progress=not args.no_progress)
+    payload = {**result.to_dict(), "experiment": experiment.to_dict(), "weights": args.weights,
+               "backbone_pretrained": model.info.pretrained}
+    write_json(Path(args.out) / "metrics.json", payload)
+    print(json.dumps({"mean_dice": round(result.mean_dice, 4), "mean_iou": round(result.mean_iou, 4),
+                      "n_images": result.n_images, "split": result.split, "out": str(args.out)}))
+    return 0
