@@ -248,17 +248,18 @@ class SamModel(nn.Module):
         return describe()
 
     # -- train/eval: frozen BatchNorm and TinyViT's cached attention biases --------------------------
-    def train(self, mode: bool = True) -> SamModel:
-        """Like ``nn.Module.train``, but BatchNorm layers whose parameters don't train stay in eval mode.
+    #: let BatchNorm layers update their running statistics in training mode (off: fine-tuning batches of a
+    #: few low-resolution images would overwrite the pretrained statistics TinyViT is full of)
+    update_batchnorm_statistics: bool = False
 
-        Small fine-tuning batches would otherwise overwrite the pretrained running statistics of frozen
-        encoders (TinyViT is full of BatchNorm).
-        """
+    def train(self, mode: bool = True) -> SamModel:
+        """Like ``nn.Module.train``, but BatchNorm layers keep using their pretrained running statistics
+        (their affine parameters still train when an adapter unfreezes them), unless
+        ``update_batchnorm_statistics`` is set."""
         super().train(mode)
-        if mode:
+        if mode and not self.update_batchnorm_statistics:
             for module in self.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
-                        p.requires_grad for p in module.parameters(recurse=False)):
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
         return self
 

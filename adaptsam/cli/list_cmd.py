@@ -33,8 +33,7 @@ def run(args: argparse.Namespace) -> int:
         width = max((len(e.name) for e in entries), default=0)
         for entry in entries:
             origin = entry.source if args.verbose else entry.origin
-            status = "BROKEN " if entry.broken else ""
-            print(f"  {entry.name:<{width}}  [{origin}]  {status}{entry.description}")
+            print(f"  {entry.name:<{width}}  [{origin}]  {entry.description}")
             if args.verbose:
                 print(f"  {'':<{width}}  entry point: {entry.target}")
             problems += entry.broken
