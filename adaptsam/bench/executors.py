@@ -1,0 +1,97 @@
+"""Executors run cells and hand each result to the driver, which alone writes the store.
+
+``local`` runs cells one after another in this process. ``ray`` submits each cell as a Ray task (on an
+existing cluster with ``address``, or a local instance) with its CPU/GPU needs; results come back to the
+driver as they finish.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from adaptsam.bench.runner import run_cell
+from adaptsam.bench.spec import Cell
+from adaptsam.bench.store import CellResult, ResultStore
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="bench", unit="cell", disable=not enabled, dynamic_ncols=True)
+
+
+class LocalExecutor:
+    """Cells one after another in this process (the default)."""
+
+    name = "local"
+
+    def run(self, cells: list[Cell], store: ResultStore, out: Path, *, progress: bool = True) -> None:
+        with _progress(len(cells), progress) as bar:
+            for cell in cells:
+                bar.set_description(cell.label)
+                store.claim(cell.key)
+                store.finish(run_cell(cell, out))
+                bar.update(1)
+
+
+def _remote_cell(canonical: dict[str, Any], out: str, threads: int) -> CellResult:
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_cell(Cell.from_canonical(canonical), out)
+
+
+class RayExecutor:
+    """Each cell a Ray task needing ``cpus_per_cell`` CPUs (and ``gpus_per_cell`` GPUs)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, num_cpus: int | None = None, cpus_per_cell: int = 1,
+                 gpus_per_cell: float = 0.0):
+        self.address, self.num_cpus = address, num_cpus
+        self.cpus_per_cell, self.gpus_per_cell = cpus_per_cell, gpus_per_cell
+
+    def run(self, cells: list[Cell], store: ResultStore, out: Path, *, progress: bool = True) -> None:
+        try:
+            import ray
+        except ImportError as exc:
+            raise RuntimeError("The ray executor needs Ray: pip install 'adaptsam[ray]'.") from exc
+        started_here = not ray.is_initialized()
+        if started_here:
+            options: dict[str, Any] = {"ignore_reinit_error": True, "include_dashboard": False,
+                                       "log_to_driver": False}
+            if self.address:
+                options["address"] = self.address
+            else:
+                options["num_cpus"] = self.num_cpus or os.cpu_count()
+            ray.init(**options)
+        task = ray.remote(num_cpus=self.cpus_per_cell, num_gpus=self.gpus_per_cell)(_remote_cell)
+        pending = {}
+        try:
+            for cell in cells:
+                store.claim(cell.key)
+                pending[task.remote(cell.canonical(), str(out), self.cpus_per_cell)] = cell
+            with _progress(len(cells), progress) as bar:
+                while pending:
+                    done, _ = ray.wait(list(pending), num_returns=1)
+                    cell = pending.pop(done[0])
+                    try:
+                        result = ray.get(done[0])
+                    except Exception as exc:  # the worker died (OOM, segfault): record it, go on
+                        result = CellResult(cell.key, "failed", error=f"Ray task failed: {exc}")
+                    store.finish(result)
+                    bar.set_description(cell.label)
+                    bar.update(1)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+def make_executor(name: str, address: str | None = None) -> Any:
+    if name == "local":
+        return LocalExecutor()
+    if name == "ray":
+        return RayExecutor(address)
+    raise ValueError(f"Unknown executor {name!r}; expected local or ray.")

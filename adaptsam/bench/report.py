@@ -1,0 +1,213 @@
+"""``adaptsam report OUT``: results.csv (one row per cell), report.md (ranked tables) and PNG plots.
+
+Per dataset, configurations are ranked by per-image mean Dice (mean over seeds, with a 95% interval), with
+the zero-shot (``frozen``) row of the same backbone/policy/R as the reference: the gain over it is marked
+*n.s.* when a paired bootstrap over the test images can't tell it from noise, and rows whose interval
+overlaps the best row's are marked ≈. Speed is shown relative to the ``upsample`` policy. Backbones with
+random weights are marked † in every table and drawn hollow in every plot.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adaptsam.bench.runner import STORE_NAME
+from adaptsam.bench.stats import bootstrap_interval, paired_difference, seed_interval, within_noise
+from adaptsam.bench.store import ResultStore, Row
+
+CSV_COLUMNS = ("backbone", "adapter", "policy", "resolution", "dataset", "shots", "seed", "status", "mean_dice",
+               "mean_iou", "images_per_s", "latency_p50_ms", "latency_p95_ms", "trainable_params", "total_params",
+               "adapter_bytes", "peak_mem_mb", "train_s", "eval_s", "backbone_pretrained", "adapter_name",
+               "key", "error")
+UNTRAINED_MARK = "†"
+
+
+@dataclass
+class Entry:
+    """One configuration aggregated over its seeds."""
+
+    backbone: str
+    adapter: str
+    adapter_name: str
+    policy: str
+    resolution: int
+    dataset: str
+    shots: int | None
+    pretrained: bool
+    rows: list[Row] = field(default_factory=list)
+
+    def metric(self, name: str) -> float:
+        return float(np.mean([r.metrics[name] for r in self.rows]))
+
+    def timing(self, name: str) -> float:
+        return float(np.mean([r.timings.get(name, np.nan) for r in self.rows]))
+
+    @property
+    def per_image(self) -> dict[str, float]:
+        scores: dict[str, list[float]] = defaultdict(list)
+        for row in self.rows:
+            for item in row.metrics.get("per_image", []):
+                scores[item["id"]].append(item["dice"])
+        return {k: float(np.mean(v)) for k, v in scores.items()}
+
+    @property
+    def dice(self) -> tuple[float, float, float]:
+        if len(self.rows) > 1:
+            return seed_interval([r.metrics["mean_dice"] for r in self.rows])
+        return bootstrap_interval(list(self.per_image.values()))
+
+    @property
+    def name(self) -> str:
+        mark = UNTRAINED_MARK if not self.pretrained else ""
+        return f"{self.backbone}{mark}"
+
+    def reference_key(self) -> tuple:
+        return self.backbone, self.policy, self.resolution, self.dataset, self.shots
+
+    def speed_key(self) -> tuple:
+        return self.backbone, self.adapter, self.resolution, self.dataset, self.shots
+
+
+def _cell_value(row: Row, column: str) -> Any:
+    cfg, m, t = row.config, row.metrics, row.timings
+    values = {"backbone": cfg["backbone"], "adapter": row.cell.adapter_display, "adapter_name": cfg["adapter"],
+              "policy": cfg["policy"], "resolution": cfg["resolution"], "dataset": cfg["dataset"],
+              "shots": cfg.get("shots") or "all", "seed": cfg["seed"], "status": row.status, "key": row.key,
+              "train_s": t.get("train_s"), "eval_s": t.get("eval_s"),
+              "backbone_pretrained": m.get("backbone_pretrained", cfg.get("pretrained")),
+              "error": (row.error or "").splitlines()[0] if row.error else ""}
+    return values[column] if column in values else m.get(column)
+
+
+def write_csv(rows: list[Row], path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow(["" if (v := _cell_value(row, c)) is None else v for c in CSV_COLUMNS])
+    tmp.replace(path)
+    return path
+
+
+def aggregate(rows: list[Row]) -> list[Entry]:
+    groups: dict[tuple, Entry] = {}
+    for row in rows:
+        if row.status != "done":
+            continue
+        cell = row.cell
+        pretrained = bool(row.metrics.get("backbone_pretrained", cell.pretrained))
+        key = (cell.backbone, cell.adapter_display, cell.policy, cell.resolution, cell.dataset, cell.shots, pretrained)
+        if key not in groups:
+            groups[key] = Entry(cell.backbone, cell.adapter_display, cell.adapter, cell.policy, cell.resolution,
+                                cell.dataset, cell.shots, pretrained)
+        groups[key].rows.append(row)
+    return list(groups.values())
+
+
+def _fmt_int(value: float) -> str:
+    return f"{int(round(value)):,}"
+
+
+def _fmt_bytes(value: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def dataset_table(entries: list[Entry]) -> list[str]:
+    """Markdown table of one dataset's entries, ranked by Dice."""
+    references = {e.reference_key(): e for e in entries if e.adapter_name == "frozen"}
+    upsample = {e.speed_key(): e for e in entries if e.policy == "upsample"}
+    ranked = sorted(entries, key=lambda e: -e.dice[0])
+    best_low = ranked[0].dice[1] if ranked else 0.0
+    lines = ["| # | backbone | adapter | policy | R | shots | Dice (95% CI) | Δ vs zero-shot | IoU | images/s | "
+             "× vs upsample | trainable params | adapter file | peak mem | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for rank, entry in enumerate(ranked, 1):
+        dice, low, high = entry.dice
+        near_best = "≈ " if rank > 1 and high >= best_low else ""
+        reference = references.get(entry.reference_key())
+        if entry.adapter_name == "frozen":
+            delta = "reference"
+        elif reference is None:
+            delta = "–"
+        else:
+            diff = paired_difference(entry.per_image, reference.per_image)
+            value = entry.dice[0] - reference.dice[0]
+            delta = f"{value:+.3f}" + (" n.s." if within_noise(diff) else "")
+        speed_ref = upsample.get(entry.speed_key())
+        speedup = f"{entry.metric('images_per_s') / speed_ref.metric('images_per_s'):.1f}×" if speed_ref else "–"
+        seeds = f" ({len(entry.rows)} seeds)" if len(entry.rows) > 1 else ""
+        lines.append(
+            f"| {rank} | {entry.name} | {entry.adapter} | {entry.policy} | {entry.resolution} | "
+            f"{entry.shots or 'all'} | {near_best}{dice:.3f} [{low:.3f}, {high:.3f}]{seeds} | {delta} | "
+            f"{entry.metric('mean_iou'):.3f} | {entry.metric('images_per_s'):.2f} | {speedup} | "
+            f"{_fmt_int(entry.metric('trainable_params'))} | {_fmt_bytes(entry.metric('adapter_bytes'))} | "
+            f"{entry.metric('peak_mem_mb'):.0f} MB | {entry.timing('train_s'):.1f} |")
+    return lines
+
+
+def write_markdown(store: ResultStore, rows: list[Row], entries: list[Entry], plots: list[Path], path: Path) -> Path:
+    spec = store.meta("spec", {}) or {}
+    env = next((r.environment for r in rows if r.environment), {})
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        counts[row.status] += 1
+    out = [f"# adaptsam bench: {spec.get('name', 'custom')}", ""]
+    if spec.get("note"):
+        out += [spec["note"], ""]
+    out += [f"{len(rows)} cells: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + ".",
+            f"Environment: {env.get('device', '?')}, {env.get('threads', '?')} threads, torch {env.get('torch', '?')},"
+            f" adaptsam {env.get('adaptsam', '?')}" + (f" (git {env['git_sha'][:10]})" if env.get("git_sha") else "")
+            + ".", "",
+            "Dice is the per-image mean at the evaluation resolution R, against the mask at R. The interval is a "
+            "95% t-interval over seeds, or with one seed a bootstrap over test images. ≈: interval overlaps the "
+            "best row's. n.s.: the paired bootstrap over test images can't separate it from zero-shot. "
+            f"{UNTRAINED_MARK}: random-init backbone (untrained). images/s at a fixed batch, adapters merged where "
+            "they can be.", ""]
+    by_dataset: dict[str, list[Entry]] = defaultdict(list)
+    for entry in entries:
+        by_dataset[entry.dataset].append(entry)
+    for dataset, group in sorted(by_dataset.items()):
+        out += [f"## {dataset}", "", *dataset_table(group), ""]
+    if plots:
+        out += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    problems = [r for r in rows if r.status in ("failed", "skipped", "pending", "running")]
+    if problems:
+        out += ["## Not measured", "", "| cell | status | reason |", "|---|---|---|"]
+        for row in problems:
+            reason = (row.error or "").splitlines()[0] if row.error else ""
+            out.append(f"| {row.label} | {row.status} | {reason.replace('|', '/')} |")
+        out.append("")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(out))
+    tmp.replace(path)
+    return path
+
+
+def write_report(out: str | os.PathLike[str]) -> Path:
+    """Write results.csv, the plots and report.md from ``out``'s store; returns report.md's path."""
+    from adaptsam.bench.plots import write_plots
+
+    out = Path(out)
+    store_path = out / STORE_NAME
+    if not store_path.is_file():
+        from adaptsam.errors import DataError
+
+        raise DataError(f"No bench results in {out} (expected {store_path}); run adaptsam bench --out {out} first.")
+    with ResultStore(store_path) as store:
+        rows = store.rows()
+        entries = aggregate(rows)
+        write_csv(rows, out / "results.csv")
+        plots = write_plots(entries, out)
+        return write_markdown(store, rows, entries, plots, out / "report.md")

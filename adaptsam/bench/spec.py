@@ -1,0 +1,306 @@
+"""What a bench runs: a grid of cells, from flags, a YAML file or a preset.
+
+A **cell** is backbone × adapter (+config) × policy (+config) × R × dataset × shots × seed × training budget.
+Its identity is a hash of its canonical JSON, so a resumed bench recognises finished cells, and two
+benches that share cells share their results. ``all`` expands to everything registered, plugins included.
+``exclude`` drops combinations by field values (e.g. LoRA under upsample in the quick preset, whose backward
+passes through a 16× larger encoder input).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from adaptsam import registry
+
+SPEC_VERSION = 1
+PROMPTS = ("box", "point", "box+point", "none")
+
+
+@dataclass(frozen=True)
+class AdapterChoice:
+    """An adapter by name with its options; ``label`` tells variants apart in tables (e.g. lora-r16)."""
+
+    name: str
+    cfg: Mapping[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def display(self) -> str:
+        return self.label or (self.name if not self.cfg else
+                              f"{self.name}({','.join(f'{k}={v}' for k, v in sorted(self.cfg.items()))})")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One benchmark measurement; everything that changes its result is in here (and in its key)."""
+
+    backbone: str
+    adapter: str
+    policy: str
+    resolution: int
+    dataset: str
+    seed: int = 0
+    shots: int | None = None
+    adapter_cfg: Mapping[str, Any] = field(default_factory=dict)
+    adapter_label: str = ""
+    policy_cfg: Mapping[str, Any] = field(default_factory=dict)
+    steps: int = 100
+    batch_size: int = 4
+    lr: float = 1e-4
+    adapter_lr: float = 1e-3
+    prompt: str = "box"
+    eval_limit: int | None = None
+    throughput_batch: int = 4
+    pretrained: bool = True
+
+    def canonical(self) -> dict[str, Any]:
+        values = asdict(self)
+        values.pop("adapter_label")  # presentation only
+        values["adapter_cfg"] = dict(sorted(dict(self.adapter_cfg).items()))
+        values["policy_cfg"] = dict(sorted(dict(self.policy_cfg).items()))
+        return {"spec_version": SPEC_VERSION, **values}
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps(self.canonical(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    @property
+    def adapter_display(self) -> str:
+        return AdapterChoice(self.adapter, self.adapter_cfg, self.adapter_label).display
+
+    @property
+    def label(self) -> str:
+        shots = f"/{self.shots}-shot" if self.shots else ""
+        return (f"{self.backbone}/{self.adapter_display}/{self.policy}/R{self.resolution}/{self.dataset}{shots}"
+                f"/seed{self.seed}")
+
+    def experiment(self) -> Any:
+        from adaptsam.engine.experiment import Experiment
+        from adaptsam.engine.train import TrainConfig
+
+        train = TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, adapter_lr=self.adapter_lr,
+                            seed=self.seed, prompt=self.prompt if self.prompt != "none" else "box", progress=False)
+        return Experiment(backbone=self.backbone, adapter=self.adapter, adapter_cfg=dict(self.adapter_cfg),
+                          policy=self.policy, policy_cfg=dict(self.policy_cfg), resolution=self.resolution,
+                          data=self.dataset, shots=self.shots, seed=self.seed, pretrained=self.pretrained,
+                          train=train, eval_limit=self.eval_limit,
+                          prompt=self.prompt if self.prompt != "none" else "box")
+
+    @classmethod
+    def from_canonical(cls, values: Mapping[str, Any]) -> Cell:
+        values = {k: v for k, v in values.items() if k != "spec_version"}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """A grid: the cartesian product of every list, minus ``exclude`` matches."""
+
+    backbones: tuple[str, ...] = ("lite_medsam",)
+    adapters: tuple[AdapterChoice, ...] = (AdapterChoice("frozen"), AdapterChoice("decoder"), AdapterChoice("lora"))
+    policies: tuple[str, ...] = ("native", "upsample")
+    resolutions: tuple[int, ...] = (64,)
+    datasets: tuple[str, ...] = ("synthetic",)
+    shots: tuple[int | None, ...] = (None,)
+    seeds: tuple[int, ...] = (0,)
+    steps: int = 100
+    batch_size: int = 4
+    lr: float = 1e-4
+    adapter_lr: float = 1e-3
+    prompt: str = "box"
+    eval_limit: int | None = None
+    throughput_batch: int = 4
+    pretrained: bool = True
+    exclude: tuple[Mapping[str, Any], ...] = ()
+    name: str = "custom"
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.prompt not in PROMPTS:
+            raise ValueError(f"Expected prompt in {PROMPTS}, got {self.prompt!r}.")
+        for name in ("backbones", "adapters", "policies", "resolutions", "datasets", "shots", "seeds"):
+            if not getattr(self, name):
+                raise ValueError(f"The bench needs at least one entry in {name}.")
+        cell_fields = {f.name for f in fields(Cell)}
+        for rule in self.exclude:
+            unknown = sorted(set(rule) - cell_fields)
+            if unknown:
+                raise ValueError(f"exclude rule {dict(rule)} names unknown fields {unknown}; use cell fields such as "
+                                 f"adapter, policy, resolution, backbone, dataset.")
+
+    def cells(self) -> list[Cell]:
+        out = []
+        for backbone, adapter, policy, resolution, dataset, shots, seed in itertools.product(
+                self.backbones, self.adapters, self.policies, self.resolutions, self.datasets, self.shots, self.seeds):
+            cell = Cell(backbone=backbone, adapter=adapter.name, adapter_cfg=dict(adapter.cfg),
+                        adapter_label=adapter.label, policy=policy, resolution=resolution, dataset=dataset,
+                        shots=shots, seed=seed, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
+                        adapter_lr=self.adapter_lr, prompt=self.prompt, eval_limit=self.eval_limit,
+                        throughput_batch=self.throughput_batch, pretrained=self.pretrained)
+            if not any(_matches(cell, rule) for rule in self.exclude):
+                out.append(cell)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["adapters"] = [{"name": a.name, "cfg": dict(a.cfg), "label": a.label} for a in self.adapters]
+        values["exclude"] = [dict(rule) for rule in self.exclude]
+        return values
+
+
+def _matches(cell: Cell, rule: Mapping[str, Any]) -> bool:
+    return all(getattr(cell, key) == value for key, value in rule.items())
+
+
+def expand_names(kind: str, values: Iterable[str]) -> tuple[str, ...]:
+    """``all`` → every registered name of ``kind`` (test configs left out for backbones); others checked."""
+    reg = registry.REGISTRIES[kind]
+    out: list[str] = []
+    for value in values:
+        if value == "all":
+            names = reg.names()
+            if kind == "backbone":
+                names = [n for n in names if not n.endswith("_test")]
+            out.extend(names)
+        elif "*" in value or "?" in value:
+            out.extend(reg.names(value))
+        else:
+            reg.entry(value)  # unknown names fail now, with suggestions, not in the middle of a grid
+            out.append(value)
+    return tuple(dict.fromkeys(out))
+
+
+def adapter_choices(values: Iterable[Any]) -> tuple[AdapterChoice, ...]:
+    """Names, ``all``, or mappings ``{name:, cfg:, label:}`` → AdapterChoice list."""
+    out: list[AdapterChoice] = []
+    for value in values:
+        if isinstance(value, Mapping):
+            known = {"name", "cfg", "label"}
+            if set(value) - known:
+                raise ValueError(f"Adapter entries take {sorted(known)}, got {sorted(value)}.")
+            expand_names("adapter", [value["name"]])
+            out.append(AdapterChoice(value["name"], dict(value.get("cfg") or {}), value.get("label", "")))
+        else:
+            out.extend(AdapterChoice(name) for name in expand_names("adapter", [value]))
+    return tuple(out)
+
+
+def _datasets(values: Iterable[str]) -> tuple[str, ...]:
+    out = []
+    for value in values:
+        if value == "all":
+            out.extend(registry.datasets.names())
+        else:
+            out.append(value)
+    return tuple(out)
+
+
+def spec_from_mapping(values: Mapping[str, Any], base: BenchSpec | None = None) -> BenchSpec:
+    """Build a spec from YAML-like values on top of ``base`` (a preset); lists may also be comma strings."""
+    values = dict(values)
+    known = {f.name for f in fields(BenchSpec)} | {"preset"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"Unknown bench keys {unknown}; expected some of {sorted(known)}.")
+    preset = values.pop("preset", None)
+    spec = base or (preset_spec(preset) if preset else BenchSpec())
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        listed = _as_list(value)
+        if key == "backbones":
+            changes[key] = expand_names("backbone", listed)
+        elif key == "policies":
+            changes[key] = expand_names("policy", listed)
+        elif key == "adapters":
+            changes[key] = adapter_choices(listed)
+        elif key == "datasets":
+            changes[key] = _datasets(listed)
+        elif key in ("resolutions", "seeds"):
+            changes[key] = tuple(int(v) for v in listed)
+        elif key == "shots":
+            changes[key] = tuple(None if v in (None, "all", "none", 0, "0") else int(v) for v in listed)
+        elif key == "exclude":
+            changes[key] = tuple(dict(rule) for rule in value)
+        else:
+            changes[key] = value
+    if changes and spec.name in PRESETS and not spec.name.endswith("(modified)"):
+        changes.setdefault("name", f"{spec.name} (modified)")
+    if "datasets" in changes and "note" not in changes:
+        changes["note"] = f"data: {', '.join(changes['datasets'])}"
+    return replace(spec, **changes)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def spec_from_yaml(path: str | os.PathLike[str], base: BenchSpec | None = None) -> BenchSpec:
+    import yaml
+
+    values = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{path} must hold a mapping of bench options.")
+    return spec_from_mapping(values, base)
+
+
+# -- presets --------------------------------------------------------------------------------------------
+
+def default_dataset() -> tuple[str, str]:
+    """kvasir_seg when ``$ADAPTSAM_DATA`` holds it, else the built-in synthetic set; and a sentence saying so."""
+    root = os.environ.get("ADAPTSAM_DATA")
+    if root and (Path(root) / "kvasir_seg" / "splits").is_dir():
+        return "kvasir_seg", f"data: kvasir_seg from $ADAPTSAM_DATA={root}"
+    why = "ADAPTSAM_DATA is not set" if not root else f"no kvasir_seg under ADAPTSAM_DATA={root}"
+    return "synthetic", f"data: the built-in synthetic set ({why})"
+
+
+def preset_spec(name: str) -> BenchSpec:
+    if name not in PRESETS:
+        from adaptsam.errors import UnknownNameError
+
+        raise UnknownNameError("bench preset", name, PRESETS)
+    return PRESETS[name]()
+
+
+def quick() -> BenchSpec:
+    """Minutes on 2 CPU cores: real LiteMedSAM at R=64 and 128, zero-shot vs decoder vs LoRA, native vs
+    upsample, 16-shot training for 40 steps, 40 test images. LoRA under upsample is left out: its backward
+    pass runs the full 256-pixel encoder and alone would take longer than the rest of the grid."""
+    dataset, note = default_dataset()
+    return BenchSpec(
+        name="quick", note=note, backbones=("lite_medsam",),
+        adapters=(AdapterChoice("frozen"), AdapterChoice("decoder"), AdapterChoice("lora")),
+        policies=("native", "upsample"), resolutions=(64, 128), datasets=(dataset,), shots=(16,), seeds=(0,),
+        steps=40, batch_size=4, eval_limit=40, throughput_batch=4,
+        exclude=({"adapter": "lora", "policy": "upsample"}, {"policy": "upsample", "resolution": 128}),
+    )
+
+
+def full() -> BenchSpec:
+    """Every real backbone × every registered adapter × both policies × R ∈ {64, 128, 256} on the three shared
+    datasets, 300 steps, 3 seeds (days on a CPU; use a GPU or the Ray executor)."""
+    return BenchSpec(
+        name="full", note="data: kvasir_seg, weizmann_horses, camvid from $ADAPTSAM_DATA",
+        backbones=expand_names("backbone", ["all"]), adapters=adapter_choices(["all"]),
+        policies=("native", "upsample"), resolutions=(64, 128, 256),
+        datasets=("kvasir_seg", "weizmann_horses", "camvid"), shots=(None,), seeds=(0, 1, 2), steps=300,
+        batch_size=4, throughput_batch=8,
+    )
+
+
+PRESETS = {"quick": quick, "full": full}

@@ -1,0 +1,45 @@
+"""The report: CSV columns, ranked tables with the zero-shot reference and untrained marks, readable PNGs."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from adaptsam.bench.report import CSV_COLUMNS, write_report
+from adaptsam.bench.runner import run_bench
+from adaptsam.bench.stats import bootstrap_interval, paired_difference, pareto_front, seed_interval, within_noise
+from adaptsam.cli import main
+
+
+def test_report_files(tmp_path, tiny_spec):
+    run_bench(tiny_spec, tmp_path, progress=False, report=False)
+    assert main(["report", str(tmp_path)]) == 0
+    with open(tmp_path / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 8
+    text = (tmp_path / "report.md").read_text()
+    assert "## synthetic" in text and "reference" in text and "lite_medsam_test†" in text
+    assert "× vs upsample" in text and "1.0×" in text
+    for name in ("dice_vs_speed", "dice_vs_params", "dice_vs_resolution"):
+        png = tmp_path / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+        assert f"({name}.png)" in text
+
+
+def test_report_without_results_explains(tmp_path):
+    with pytest.raises(Exception, match="run adaptsam bench"):
+        write_report(tmp_path)
+
+
+def test_statistics():
+    mean, low, high = seed_interval([0.80, 0.82, 0.81])
+    assert low < mean < high and mean == pytest.approx(0.81)
+    mean, low, high = bootstrap_interval(np.linspace(0.5, 1.0, 50))
+    assert low < mean < high
+    same = paired_difference({"a": 0.5, "b": 0.6}, {"a": 0.5, "b": 0.6})
+    assert within_noise(same)
+    better = paired_difference({str(i): 0.9 for i in range(30)}, {str(i): 0.5 + 0.01 * (i % 3) for i in range(30)})
+    assert not within_noise(better)
+    assert pareto_front([(1, 0.9), (10, 0.8), (5, 0.7), (20, 0.5)]) == [0, 1, 3]
