@@ -51,8 +51,9 @@ def test_decoder_frozen_full_counts():
 
 def test_sam_adapter_count():
     dim, hidden, patch = VIT_B["dim"], VIT_B["dim"] // 32, 16
-    prompts = (3 * hidden * patch * patch + hidden) + (dim * hidden + hidden) + VIT_B["depth"] * (hidden * hidden +
-                                                                                                   hidden) + (hidden * dim + dim)
+    hf_embed, embed_tune = 3 * hidden * patch * patch + hidden, dim * hidden + hidden
+    block_tunes, shared_up = VIT_B["depth"] * (hidden * hidden + hidden), hidden * dim + dim
+    prompts = hf_embed + embed_tune + block_tunes + shared_up
     assert prompts == 63_312
     assert _trainable("sam_adapter") == prompts + VIT_B["decoder"]
     assert _trainable("sam_adapter", scale=16, train_decoder=False) == (
