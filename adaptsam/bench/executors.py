@@ -8,12 +8,15 @@ driver as they finish.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from adaptsam.bench.runner import run_cell
 from adaptsam.bench.spec import Cell
 from adaptsam.bench.store import CellResult, ResultStore
+
+OnResult = Callable[[Cell, CellResult], None]
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -27,12 +30,16 @@ class LocalExecutor:
 
     name = "local"
 
-    def run(self, cells: list[Cell], store: ResultStore, out: Path, *, progress: bool = True) -> None:
+    def run(self, cells: list[Cell], store: ResultStore, out: Path, *, progress: bool = True,
+            on_result: OnResult | None = None) -> None:
         with _progress(len(cells), progress) as bar:
             for cell in cells:
                 bar.set_description(cell.label)
                 store.claim(cell.key)
-                store.finish(run_cell(cell, out))
+                result = run_cell(cell, out)
+                store.finish(result)
+                if on_result:
+                    on_result(cell, result)
                 bar.update(1)
 
 
@@ -53,7 +60,8 @@ class RayExecutor:
         self.address, self.num_cpus = address, num_cpus
         self.cpus_per_cell, self.gpus_per_cell = cpus_per_cell, gpus_per_cell
 
-    def run(self, cells: list[Cell], store: ResultStore, out: Path, *, progress: bool = True) -> None:
+    def run(self, cells: list[Cell], store: ResultStore, out: Path, *, progress: bool = True,
+            on_result: OnResult | None = None) -> None:
         try:
             import ray
         except ImportError as exc:
@@ -82,6 +90,8 @@ class RayExecutor:
                     except Exception as exc:  # the worker died (OOM, segfault): record it, go on
                         result = CellResult(cell.key, "failed", error=f"Ray task failed: {exc}")
                     store.finish(result)
+                    if on_result:
+                        on_result(cell, result)
                     bar.set_description(cell.label)
                     bar.update(1)
         finally:

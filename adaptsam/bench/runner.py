@@ -101,7 +101,7 @@ class BenchSummary:
 
 
 def run_bench(spec: BenchSpec, out: str | os.PathLike[str], *, executor: Any = None, retry_failed: bool = False,
-              progress: bool = True, report: bool = True) -> BenchSummary:
+              progress: bool = True, report: bool = True, on_result: Any = None) -> BenchSummary:
     """Run every cell of ``spec`` not already done in ``out``'s store, then write the report."""
     from adaptsam.bench.executors import LocalExecutor
 
@@ -116,7 +116,7 @@ def run_bench(spec: BenchSpec, out: str | os.PathLike[str], *, executor: Any = N
             store.reset(["failed"])
         statuses = store.statuses()
         todo = [c for c in cells if statuses[c.key] == "pending"]
-        (executor or LocalExecutor()).run(todo, store, out, progress=progress)
+        (executor or LocalExecutor()).run(todo, store, out, progress=progress, on_result=on_result)
         final = store.statuses()
     counts: dict[str, int] = {}
     for cell in cells:

@@ -48,6 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--retry-failed", action="store_true", help="run failed cells again")
     run.add_argument("--dry-run", action="store_true", help="list the cells and their status, run nothing")
     run.add_argument("--no-report", action="store_true")
+    run.add_argument("--wandb", action="store_true", help="log every cell to Weights & Biases (offline unless "
+                                                           "WANDB_API_KEY/WANDB_MODE say otherwise)")
     run.add_argument("--no-progress", action="store_true")
     parser.set_defaults(run=run_bench_command)
 
@@ -86,8 +88,14 @@ def run_bench_command(args: argparse.Namespace) -> int:
         for cell in cells:
             print(f"  {statuses.get(cell.key, 'new'):8} {cell.key}  {cell.label}")
         return 0
+    on_result = None
+    if args.wandb:
+        from adaptsam.bench.tracking import WandbCellLogger
+
+        on_result = WandbCellLogger(group=spec.name)
     summary = run_bench(spec, args.out, executor=make_executor(args.executor, args.address),
-                        retry_failed=args.retry_failed, progress=not args.no_progress, report=not args.no_report)
+                        retry_failed=args.retry_failed, progress=not args.no_progress, report=not args.no_report,
+                        on_result=on_result)
     done = ", ".join(f"{v} {k}" for k, v in sorted(summary.statuses.items()))
     print(f"{summary.total} cells ({summary.ran} run now): {done}")
     if summary.report:

@@ -105,3 +105,17 @@ def test_store_rows_survive_as_json(tmp_path, tiny_spec):
         store.set_meta("spec", tiny_spec.to_dict())
         assert store.meta("spec")["name"] == "tiny"
         assert json.loads(json.dumps(store.meta("spec")))["adapters"][1]["name"] == "lora"
+
+
+def test_wandb_logging_works_offline(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    from adaptsam.bench.tracking import WandbCellLogger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cell = Cell(backbone="lite_medsam_test", adapter="frozen", policy="native", resolution=32, dataset="synthetic",
+                pretrained=False, eval_limit=2, throughput_batch=1)
+    result = run_cell(cell, tmp_path)
+    WandbCellLogger(group="test")(cell, result)
+    assert list((tmp_path / "wandb").glob("offline-run-*")), "no offline run written"

@@ -55,3 +55,18 @@ def test_bad_options_are_explained(tmp_path, capsys):
         Experiment.from_dict({"train": {"stepz": 3}})
     assert parse_mapping('{"rank": 4}') == {"rank": 4}
     assert parse_mapping("rank=4,targets=[qv, mlp]") == {"rank": 4, "targets": ["qv", "mlp"]}
+
+
+def test_import_labelme_command(tmp_path):
+    import json as _json
+
+    from PIL import Image
+
+    src = tmp_path / "labelme"
+    src.mkdir()
+    Image.new("RGB", (20, 16), "white").save(src / "a.png")
+    (src / "a.json").write_text(_json.dumps({"imagePath": "a.png", "imageHeight": 16, "imageWidth": 20, "shapes": [
+        {"label": "cat", "points": [[2, 2], [10, 2], [10, 10], [2, 10]], "shape_type": "polygon"}]}))
+    assert main(["import", "labelme", str(src), str(tmp_path / "out"), "--labels", "cat,dog"]) == 0
+    assert (tmp_path / "out" / "labels.txt").read_text().split() == ["0", "background", "1", "cat", "2", "dog"]
+    assert (tmp_path / "out" / "masks" / "a.png").exists()
