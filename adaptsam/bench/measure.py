@@ -44,9 +44,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_throughput(model: SamModel, batch: int = 4, *, warmup: int = 2, iterations: int = 5,
-                       seed: int = 0) -> Throughput:
-    """Images per second of the full forward (encoder + prompt encoder + decoder) at the model's R."""
+def measure_throughput(model: SamModel, batch: int = 4, *, warmup: int = 2, iterations: int = 10,
+                       min_iterations: int = 3, budget_s: float = 8.0, seed: int = 0) -> Throughput:
+    """Images per second of the full forward (encoder + prompt encoder + decoder) at the model's R.
+
+    After ``warmup`` untimed passes, timed passes run until ``min_iterations`` are done and ``budget_s``
+    seconds are spent, or ``iterations`` are done: fast models get many samples, slow ones (upsampling to
+    1024) don't spend minutes being timed.
+    """
     generator = torch.Generator().manual_seed(seed)
     r = model.resolution
     images = torch.rand(batch, 3, r, r, generator=generator).to(model.device)
@@ -67,6 +72,8 @@ def measure_throughput(model: SamModel, batch: int = 4, *, warmup: int = 2, iter
                 _sync(model.device)
                 if i >= warmup:
                     times.append(time.perf_counter() - start)
+                    if len(times) >= min_iterations and sum(times) >= budget_s:
+                        break
     finally:
         if merged:
             adapter.unmerge(model)
@@ -74,7 +81,7 @@ def measure_throughput(model: SamModel, batch: int = 4, *, warmup: int = 2, iter
     seconds = np.asarray(times)
     return Throughput(images_per_s=float(batch / np.median(seconds)),
                       latency_p50_ms=float(np.percentile(seconds, 50) * 1000),
-                      latency_p95_ms=float(np.percentile(seconds, 95) * 1000), batch=batch, iterations=iterations,
+                      latency_p95_ms=float(np.percentile(seconds, 95) * 1000), batch=batch, iterations=len(times),
                       threads=torch.get_num_threads(), merged=merged)
 
 
