@@ -44,7 +44,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_throughput(model: SamModel, batch: int = 4, *, warmup: int = 2, iterations: int = 10,
+def measure_throughput(model: SamModel, batch: int = 4, *, warmup: int = 1, iterations: int = 10,
                        min_iterations: int = 3, budget_s: float = 8.0, seed: int = 0) -> Throughput:
     """Images per second of the full forward (encoder + prompt encoder + decoder) at the model's R.
 
