@@ -72,47 +72,39 @@ def _label(ax: Any, entry: Any, x: float) -> None:
                 xytext=(4, 4), fontsize=7, alpha=0.8)
 
 
-def dice_vs_speed(entries: list[Any], path: Path) -> Path:
+def _scatter_figure(entries: list[Any], path: Path, x_of: Any, title: str, xlabel: str, *,
+                    pareto: bool = False) -> Path:
+    """One panel per dataset: Dice against ``x_of(entry)`` on a log axis, optionally with the Pareto front."""
     plt = _setup()
     colours, markers = _styles(entries)
     fig, axes, groups = _panels(entries)
     for ax, (dataset, group) in zip(axes, groups):
-        points = [(e.metric("images_per_s"), e.dice[0]) for e in group]
+        points = [(x_of(e), e.dice[0]) for e in group]
         for entry, (x, _) in zip(group, points):
             _scatter(ax, entry, x, colours, markers)
             _label(ax, entry, x)
-        front = pareto_front(points)
-        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "k--", lw=1, alpha=0.6,
-                label="Pareto front")
+        if pareto:
+            front = pareto_front(points)
+            ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "k--", lw=1, alpha=0.6)
         ax.set_xscale("log")
-        ax.set(title=f"{dataset}: accuracy vs speed (dashed: Pareto front)", xlabel="images / s (log)",
-               ylabel="mean Dice at R")
+        ax.set(title=f"{dataset}: {title}", xlabel=xlabel, ylabel="mean Dice at R")
         ax.grid(alpha=0.3)
         _legend(ax, group, colours, markers)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def dice_vs_speed(entries: list[Any], path: Path) -> Path:
+    return _scatter_figure(entries, path, lambda e: e.metric("images_per_s"),
+                           "accuracy vs speed (dashed: Pareto front)", "images / s (log)", pareto=True)
 
 
 def dice_vs_params(entries: list[Any], path: Path) -> Path:
-    plt = _setup()
-    colours, markers = _styles(entries)
-    fig, axes, groups = _panels(entries)
-    for ax, (dataset, group) in zip(axes, groups):
-        for entry in group:
-            x = max(entry.metric("trainable_params"), 1.0)  # zero-shot trains nothing: drawn at 1
-            _scatter(ax, entry, x, colours, markers)
-            _label(ax, entry, x)
-        ax.set_xscale("log")
-        ax.set(title=f"{dataset}: accuracy vs trainable parameters", xlabel="trainable parameters (log; 0 at 1)",
-               ylabel="mean Dice at R")
-        ax.grid(alpha=0.3)
-        _legend(ax, group, colours, markers)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    # zero-shot trains nothing: drawn at 1 on the log axis
+    return _scatter_figure(entries, path, lambda e: max(e.metric("trainable_params"), 1.0),
+                           "accuracy vs trainable parameters", "trainable parameters (log; 0 at 1)")
 
 
 def dice_vs_resolution(entries: list[Any], path: Path) -> Path:

@@ -119,3 +119,19 @@ def test_wandb_logging_works_offline(tmp_path, monkeypatch):
     result = run_cell(cell, tmp_path)
     WandbCellLogger(group="test")(cell, result)
     assert list((tmp_path / "wandb").glob("offline-run-*")), "no offline run written"
+
+
+def test_adapters_all_includes_installed_plugins(tmp_path, tiny_spec):
+    from adaptsam import registry
+    from adaptsam.bench.spec import spec_from_mapping
+
+    plugins = sorted(e.name for e in registry.adapters.entries() if e.origin != "adaptsam" and not e.broken)
+    if not plugins:
+        pytest.skip("no adapter plugins installed (pip install ./plugins/*)")
+    spec = spec_from_mapping({"adapters": "all", "policies": "native", "resolutions": [32]}, tiny_spec)
+    run_bench(spec, tmp_path, progress=False, report=False)
+    with ResultStore(tmp_path / STORE_NAME) as store:
+        rows = {r.config["adapter"]: r for r in store.rows()}
+    assert set(rows) == set(registry.adapters.names())
+    for name in plugins:
+        assert rows[name].status == "done", (name, rows[name].error)
