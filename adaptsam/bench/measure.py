@@ -1,8 +1,9 @@
 """Measurements of a trained cell: inference throughput, parameters, peak memory, environment.
 
 Throughput follows timm's benchmark: eval mode, ``inference_mode``, warm-up iterations, then timed ones at
-a fixed batch; the median gives images/s and the spread gives p50/p95 batch latency. Adapters that can merge
-are measured merged (how they would be deployed). Peak memory is CUDA's max-allocated on GPU; on CPU a
+a fixed batch; the median gives images/s and the spread gives p50/p95 batch latency. The model is timed as
+it would be deployed: an inference copy (:func:`adaptsam.inference.for_inference`: adapter merged,
+BatchNorm folded, channels-last convolutions). Peak memory is CUDA's max-allocated on GPU; on CPU a
 sampling thread reads the process's resident set (``/proc/self/statm``) and reports the peak above the
 level at the start of the cell.
 """
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from adaptsam.inference import for_inference
 from adaptsam.model import SamModel
 
 
@@ -56,28 +58,20 @@ def measure_throughput(model: SamModel, batch: int = 4, *, warmup: int = 1, iter
     r = model.resolution
     images = torch.rand(batch, 3, r, r, generator=generator).to(model.device)
     boxes = torch.tensor([[r * 0.25, r * 0.25, r * 0.75, r * 0.75]]).repeat(batch, 1).to(model.device)
-    adapter = model.adapter
-    merged = bool(adapter is not None and adapter.supports_merge)
-    was_training = model.training
-    model.eval()
-    if merged:
-        adapter.merge(model)
+    merged = bool(model.adapter is not None and model.adapter.supports_merge)
+    fast = for_inference(model)
     times = []
-    try:
-        with torch.inference_mode():
-            for i in range(warmup + iterations):
-                _sync(model.device)
-                start = time.perf_counter()
-                model(images, boxes=boxes) if model.uses_prompts else model(images)
-                _sync(model.device)
-                if i >= warmup:
-                    times.append(time.perf_counter() - start)
-                    if len(times) >= min_iterations and sum(times) >= budget_s:
-                        break
-    finally:
-        if merged:
-            adapter.unmerge(model)
-        model.train(was_training)
+    with torch.inference_mode():
+        for i in range(warmup + iterations):
+            _sync(model.device)
+            start = time.perf_counter()
+            fast(images, boxes=boxes) if fast.uses_prompts else fast(images)
+            _sync(model.device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+                if len(times) >= min_iterations and sum(times) >= budget_s:
+                    break
+    del fast
     seconds = np.asarray(times)
     return Throughput(images_per_s=float(batch / np.median(seconds)),
                       latency_p50_ms=float(np.percentile(seconds, 50) * 1000),

@@ -26,7 +26,7 @@ class Peak:
         return 100.0 * achieved_gflops / self.gflops
 
 
-def sgemm_gflops(rows: int, inner: int, cols: int, *, repeats: int = 10, warmup: int = 2,
+def sgemm_gflops(rows: int, inner: int, cols: int, *, repeats: int = 10, warmup: int = 5,
                  device: torch.device | str = "cpu") -> float:
     """Best-of-``repeats`` float32 GFLOP/s of one ``rows×inner @ inner×cols`` product."""
     generator = torch.Generator().manual_seed(0)

@@ -1,0 +1,45 @@
+"""Prompt encoder + mask decoder forward, and LoRA's inference cost: frozen vs merged vs unmerged."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from adaptsam.adapters.base import build_adapter
+from adaptsam.bench.perf import forward_fn, reference_model, sample_inputs
+from adaptsam.model import Prompts
+
+BATCH = 4
+
+
+@pytest.mark.benchmark(group="decoder")
+@pytest.mark.parametrize("backbone, resolution", [("lite_medsam", 128), ("vit_b", 256)])
+def test_decoder_forward(benchmark, backbone, resolution):
+    model = reference_model(backbone, "native", resolution, backbone == "vit_b")
+    images, boxes = sample_inputs(model, BATCH)
+    with torch.inference_mode():
+        embeddings = model.encode(images)
+
+    @torch.inference_mode()
+    def decode():
+        return model.decode(embeddings, Prompts.from_user(BATCH, boxes=boxes))
+    benchmark.pedantic(decode, rounds=10, warmup_rounds=2)
+
+
+@pytest.fixture(scope="module")
+def lora_variants():
+    frozen = copy.deepcopy(reference_model("vit_b", "native", 256, True))
+    unmerged = copy.deepcopy(frozen)
+    adapter = build_adapter("lora")
+    adapter.apply(unmerged)
+    merged = copy.deepcopy(unmerged)
+    adapter.merge(merged)
+    return {"frozen": frozen, "merged": merged, "unmerged": unmerged}
+
+
+@pytest.mark.benchmark(group="lora-vit_b-native256")
+@pytest.mark.parametrize("variant", ["frozen", "merged", "unmerged"])
+def test_lora_inference(benchmark, lora_variants, variant):
+    benchmark.pedantic(forward_fn(lora_variants[variant], BATCH), rounds=5, warmup_rounds=1)
