@@ -278,16 +278,23 @@ def preset_spec(name: str) -> BenchSpec:
 
 
 def quick() -> BenchSpec:
-    """Minutes on 2 CPU cores: real LiteMedSAM at R=64 and 128, zero-shot vs decoder vs LoRA, native vs
-    upsample, 16-shot training for 40 steps, 40 test images. LoRA under upsample is left out: its backward
-    pass runs the full 256-pixel encoder and alone would take longer than the rest of the grid."""
+    """About 8 minutes on 2 CPU cores: real LiteMedSAM at R=64 and 128, zero-shot vs decoder-only vs LoRA,
+    native vs upsample, 16-shot training for 40 steps, the first 30 test images (as the reference figures).
+
+    LoRA here also fine-tunes the mask decoder (the SAMed recipe): on 16 kvasir images and 40 steps, LoRA on
+    the encoder alone stays at the zero-shot Dice (0.876 vs 0.876 at R=64) while LoRA + decoder gains 0.03.
+    LoRA runs at R=64 only and never under upsample: its backward pass through the encoder costs minutes per
+    cell at 128 and more at 256 (the full preset has every combination).
+    """
     dataset, note = default_dataset()
     return BenchSpec(
         name="quick", note=note, backbones=("lite_medsam",),
-        adapters=(AdapterChoice("frozen"), AdapterChoice("decoder"), AdapterChoice("lora")),
+        adapters=(AdapterChoice("frozen"), AdapterChoice("decoder"),
+                  AdapterChoice("lora", {"train_decoder": True}, "lora+decoder")),
         policies=("native", "upsample"), resolutions=(64, 128), datasets=(dataset,), shots=(16,), seeds=(0,),
-        steps=40, batch_size=4, eval_limit=40, throughput_batch=4,
-        exclude=({"adapter": "lora", "policy": "upsample"}, {"policy": "upsample", "resolution": 128}),
+        steps=40, batch_size=4, eval_limit=30, throughput_batch=4,
+        exclude=({"adapter": "lora", "policy": "upsample"}, {"adapter": "lora", "resolution": 128},
+                 {"policy": "upsample", "resolution": 128}),
     )
 
 
