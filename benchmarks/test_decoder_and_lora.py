@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from adaptsam.adapters.base import build_adapter
-from adaptsam.bench.perf import forward_fn, reference_model, sample_inputs
+from adaptsam.bench.measure import sample_inputs
+from adaptsam.bench.perf import forward_fn, reference_model
 from adaptsam.model import Prompts
 
 BATCH = 4

@@ -46,6 +46,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def sample_inputs(model: SamModel, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random images at the model's R and one centred box each: what speed is timed on (content doesn't
+    change it)."""
+    r = model.resolution
+    images = torch.rand(batch, 3, r, r, generator=torch.Generator().manual_seed(seed))
+    boxes = torch.tensor([[r * 0.25, r * 0.25, r * 0.75, r * 0.75]]).repeat(batch, 1)
+    return images.to(model.device), boxes.to(model.device)
+
+
 def measure_throughput(model: SamModel, batch: int = 4, *, warmup: int = 1, iterations: int = 10,
                        min_iterations: int = 3, budget_s: float = 8.0, seed: int = 0) -> Throughput:
     """Images per second of the full forward (encoder + prompt encoder + decoder) at the model's R.
@@ -54,10 +63,7 @@ def measure_throughput(model: SamModel, batch: int = 4, *, warmup: int = 1, iter
     seconds are spent, or ``iterations`` are done: fast models get many samples, slow ones (upsampling to
     1024) don't spend minutes being timed.
     """
-    generator = torch.Generator().manual_seed(seed)
-    r = model.resolution
-    images = torch.rand(batch, 3, r, r, generator=generator).to(model.device)
-    boxes = torch.tensor([[r * 0.25, r * 0.25, r * 0.75, r * 0.75]]).repeat(batch, 1).to(model.device)
+    images, boxes = sample_inputs(model, batch, seed)
     merged = bool(model.adapter is not None and model.adapter.supports_merge)
     fast = for_inference(model)
     times = []

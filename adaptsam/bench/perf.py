@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from adaptsam.bench.flops import encoder_flops
+from adaptsam.bench.measure import sample_inputs
 from adaptsam.bench.peak import Peak, sgemm_peak
 from adaptsam.inference import for_inference
 from adaptsam.model import SamModel
@@ -107,14 +108,6 @@ def paired_ratio(times: dict[str, list[float]], side: str, base: str) -> float:
     ratios = sorted(a / b for a, b in zip(times[side], times[base]))
     middle = len(ratios) // 2
     return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
-
-
-def sample_inputs(model: SamModel, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random images at the model's R and one centred box each (speed doesn't depend on content)."""
-    r = model.resolution
-    images = torch.rand(batch, 3, r, r, generator=torch.Generator().manual_seed(seed))
-    boxes = torch.tensor([[r * 0.25, r * 0.25, r * 0.75, r * 0.75]]).repeat(batch, 1)
-    return images.to(model.device), boxes.to(model.device)
 
 
 def forward_fn(model: SamModel, batch: int) -> Callable[[], Any]:
