@@ -173,8 +173,8 @@ def write_markdown(store: ResultStore, rows: list[Row], entries: list[Entry], pl
             "Dice is the per-image mean at the evaluation resolution R, against the mask at R. The interval is a "
             "95% t-interval over seeds, or with one seed a bootstrap over test images. ≈: interval overlaps the "
             "best row's. n.s.: the paired bootstrap over test images can't separate it from zero-shot. "
-            f"{UNTRAINED_MARK}: random-init backbone (untrained). images/s at a fixed batch, adapters merged where "
-            "they can be.", ""]
+            f"{UNTRAINED_MARK}: random-init backbone (untrained). images/s at a fixed batch on the inference copy "
+            "(adapter merged, BatchNorm folded, channels-last).", ""]
     by_dataset: dict[str, list[Entry]] = defaultdict(list)
     for entry in entries:
         by_dataset[entry.dataset].append(entry)

@@ -278,7 +278,7 @@ def preset_spec(name: str) -> BenchSpec:
 
 
 def quick() -> BenchSpec:
-    """About 8 minutes on 2 CPU cores: real LiteMedSAM at R=64 and 128, zero-shot vs decoder-only vs LoRA,
+    """About 9 minutes on 2 CPU cores: real LiteMedSAM at R=64 and 128, zero-shot vs decoder-only vs LoRA,
     native vs upsample, 16-shot training for 40 steps, the first 30 test images (as the reference figures).
 
     LoRA here also fine-tunes the mask decoder (the SAMed recipe): on 16 kvasir images and 40 steps, LoRA on

@@ -102,7 +102,8 @@ class ResultStore:
             conn.executemany(
                 "INSERT OR IGNORE INTO cells (key, label, config, status, created, updated) "
                 "VALUES (?, ?, ?, 'pending', ?, ?)",
-                [(c.key, c.label, json.dumps(c.canonical(), sort_keys=True), now, now) for c in cells])
+                [(c.key, c.label, json.dumps({**c.canonical(), "adapter_label": c.adapter_label}, sort_keys=True),
+                  now, now) for c in cells])  # the label rides along for the report; it's not in the key
             return conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0] - before
 
     def claim(self, key: str) -> None:

@@ -60,3 +60,15 @@ def test_spec_validation():
         BenchSpec(prompt="scribble")
     with pytest.raises(ValueError, match="at least one"):
         BenchSpec(seeds=())
+
+
+def test_adapter_label_survives_the_store_but_not_the_key(tmp_path):
+    from adaptsam.bench.store import ResultStore
+
+    labelled = Cell(backbone="vit_test", adapter="lora", policy="native", resolution=64, dataset="synthetic",
+                    adapter_cfg={"train_decoder": True}, adapter_label="lora+decoder")
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        store.register([labelled])
+        row = store.rows()[0]
+    assert row.cell.adapter_display == "lora+decoder"
+    assert row.cell.key == labelled.key == Cell.from_canonical(labelled.canonical()).key
