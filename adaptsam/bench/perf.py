@@ -254,9 +254,9 @@ class PerfRun:
         best = interleaved_best({"fp32": lambda: run(False), "bf16": lambda: run(True)}, 3)
         a, b = run(False) > 0, run(True) > 0
         agreement = float(2 * (a & b).sum() / (a.sum() + b.sum()).clamp(min=1))
+        flag = "avx512_bf16" if _has_cpu_flag("avx512_bf16") else "no avx512_bf16"
         return (f"bf16 autocast, lite_medsam native 128: {best['fp32'] / best['bf16']:.2f}× the fp32 speed, mask "
-                f"Dice vs fp32 {agreement:.4f} (CPU flags: {'avx512_bf16' if _has_cpu_flag('avx512_bf16') else 'no '}"
-                f"{'' if _has_cpu_flag('avx512_bf16') else 'avx512_bf16'}); bf16 stays off on CPU unless it pays")
+                f"Dice vs fp32 {agreement:.4f} (CPU flags: {flag}); bf16 stays off on CPU unless it pays")
 
     def bookkeeping_share(self) -> TargetResult:
         target = Target("bench bookkeeping share of a cell", 2, at_least=False, unit="%")
@@ -267,7 +267,7 @@ class PerfRun:
 
     def run(self, progress: Callable[[str], None] | None = None) -> list[TargetResult]:
         steps: list[tuple[str, Callable[[], TargetResult | list[TargetResult]]]] = [
-            ("sgemm peak", lambda: [] if self.sgemm_peak() else []),
+            ("sgemm peak", lambda: self.sgemm_peak() and []),
             ("native vs upsample", self.native_vs_upsample),
             ("vit_b efficiency", lambda: self.encoder_efficiency("vit_b", 256, 65, match_window=True)),
             ("lite_medsam efficiency", lambda: self.encoder_efficiency("lite_medsam", 128, 40)),

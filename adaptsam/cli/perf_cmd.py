@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     perf = PerfRun(PerfConfig.for_mode(args.quick))
     results = perf.run(progress=lambda label: print(f"  measuring {label} …", file=sys.stderr, flush=True))
     peak = perf.sgemm_peak()
-    print(f"sgemm peak: {peak.gflops:.0f} GFLOP/s at {peak.shape} on {peak.threads} threads; "
-          f"{time.perf_counter() - start:.0f} s in all")
+    print(f"sgemm peak at the start: {peak.gflops:.0f} GFLOP/s at {peak.shape} on {peak.threads} threads "
+          f"(efficiency rows re-probe it each round); {time.perf_counter() - start:.0f} s in all")
     for note in perf.notes:
         print(f"note: {note}")
     print(format_table(results))  # its last line: targets met: N/M
