@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
-from adaptsam.adapters.base import build_adapter
 from adaptsam.bench.measure import sample_inputs
-from adaptsam.bench.perf import forward_fn, reference_model
+from adaptsam.bench.perf import forward_fn, lora_variants, reference_model
 from adaptsam.model import Prompts
 
 BATCH = 4
@@ -30,17 +27,11 @@ def test_decoder_forward(benchmark, backbone, resolution):
 
 
 @pytest.fixture(scope="module")
-def lora_variants():
-    frozen = copy.deepcopy(reference_model("vit_b", "native", 256, True))
-    unmerged = copy.deepcopy(frozen)
-    adapter = build_adapter("lora")
-    adapter.apply(unmerged)
-    merged = copy.deepcopy(unmerged)
-    adapter.merge(merged)
-    return {"frozen": frozen, "merged": merged, "unmerged": unmerged}
+def lora_models():
+    return lora_variants()
 
 
 @pytest.mark.benchmark(group="lora-vit_b-native256")
 @pytest.mark.parametrize("variant", ["frozen", "merged", "unmerged"])
-def test_lora_inference(benchmark, lora_variants, variant):
-    benchmark.pedantic(forward_fn(lora_variants[variant], BATCH), rounds=5, warmup_rounds=1)
+def test_lora_inference(benchmark, lora_models, variant):
+    benchmark.pedantic(forward_fn(lora_models[variant], BATCH), rounds=5, warmup_rounds=1)

@@ -33,9 +33,6 @@ class FlopCount:
     def padding_share(self) -> float:
         return 1.0 - self.useful / self.executed if self.executed else 0.0
 
-    def gflops(self) -> tuple[float, float]:
-        return self.executed / 1e9, self.useful / 1e9
-
 
 def _same(flops: float) -> FlopCount:
     return FlopCount(flops, flops)
@@ -54,6 +51,15 @@ def conv_flops(conv: nn.Conv2d, size: int) -> tuple[float, int]:
     out = conv_output_size(conv, size)
     per_pixel = conv.out_channels * (conv.in_channels // conv.groups) * conv.kernel_size[0] * conv.kernel_size[1]
     return 2.0 * out * out * per_pixel, out
+
+
+def conv_chain_flops(convs: Iterable[nn.Conv2d], size: int) -> tuple[float, int]:
+    """FLOPs of convolutions applied one after another from a ``size``×``size`` input, and the final size."""
+    total = 0.0
+    for conv in convs:
+        flops, size = conv_flops(conv, size)
+        total += flops
+    return total, size
 
 
 def _window_extents(grid: int, window: int) -> list[int]:
@@ -96,31 +102,24 @@ def sam_vit_flops(encoder: nn.Module, img_size: int | None = None) -> FlopCount:
         attn = block.attn
         total += sam_vit_block_flops(grid, attn.qkv.in_features, block.mlp.lin1.out_features, block.window_size,
                                      rel_pos=attn.use_rel_pos)
-    return total + _same(_conv_stack_flops(encoder.neck, grid))
+    return total + _same(_neck_flops(encoder.neck, grid))
 
 
-def _conv_stack_flops(modules: Iterable[nn.Module], size: int) -> float:
-    total = 0.0
-    for module in modules:
-        if isinstance(module, nn.Conv2d):
-            flops, size = conv_flops(module, size)
-            total += flops
-    return total
+def _neck_flops(neck: nn.Module, size: int) -> float:
+    return conv_chain_flops((m for m in neck if isinstance(m, nn.Conv2d)), size)[0]
 
 
 # --- TinyViT (MobileSAM / LiteMedSAM) ------------------------------------------------------------------------
 
 
-def _conv_bn(module: nn.Module, size: int) -> tuple[float, int]:
-    return conv_flops(module.c, size)
+def _conv_bn_chain(parts: Iterable[nn.Module], size: int) -> tuple[float, int]:
+    """TinyViT's ``Conv2d_BN`` parts in sequence (the BatchNorm costs no multiply-adds)."""
+    return conv_chain_flops((part.c for part in parts), size)
 
 
-def _mbconv_flops(block: nn.Module, size: int) -> float:
-    total = 0.0
-    for part in (block.conv1, block.conv2, block.conv3):
-        flops, size = _conv_bn(part, size)
-        total += flops
-    return total
+def _three_convs(block: nn.Module, size: int) -> tuple[float, int]:
+    """MBConv and PatchMerging: conv1 → conv2 → conv3."""
+    return _conv_bn_chain((block.conv1, block.conv2, block.conv3), size)
 
 
 def _tinyvit_attention(attn: nn.Module, tokens: int) -> float:
@@ -140,7 +139,7 @@ def tinyvit_block_flops(block: nn.Module, size: int) -> FlopCount:
         executed = len(extents) ** 2 * _tinyvit_attention(block.attn, window * window)
         useful = sum(_tinyvit_attention(block.attn, a * b) for a in extents for b in extents)
         attention = FlopCount(executed, useful)
-    local, _ = _conv_bn(block.local_conv, size)
+    local, _ = _conv_bn_chain((block.local_conv,), size)
     mlp = linear_flops(size * size, block.mlp.fc1) + linear_flops(size * size, block.mlp.fc2)
     return attention + _same(local + mlp)
 
@@ -148,25 +147,18 @@ def tinyvit_block_flops(block: nn.Module, size: int) -> FlopCount:
 def tinyvit_flops(encoder: nn.Module, img_size: int | None = None) -> FlopCount:
     """An upstream TinyViT SAM encoder at ``img_size`` (default: its current size)."""
     size = img_size or encoder.img_size
-    total = FlopCount(0.0, 0.0)
-    for part in encoder.patch_embed.seq:
-        if hasattr(part, "c"):
-            flops, size = _conv_bn(part, size)
-            total += _same(flops)
+    flops, size = _conv_bn_chain((part for part in encoder.patch_embed.seq if hasattr(part, "c")), size)
+    total = _same(flops)
     for layer in encoder.layers:
         for block in layer.blocks:
             if hasattr(block, "attn"):
                 total += tinyvit_block_flops(block, size)
             else:
-                total += _same(_mbconv_flops(block, size))
+                total += _same(_three_convs(block, size)[0])
         if layer.downsample is not None:
-            merge = layer.downsample
-            flops = 0.0
-            for part in (merge.conv1, merge.conv2, merge.conv3):
-                step, size = _conv_bn(part, size)
-                flops += step
+            flops, size = _three_convs(layer.downsample, size)
             total += _same(flops)
-    return total + _same(_conv_stack_flops(encoder.neck, size))
+    return total + _same(_neck_flops(encoder.neck, size))
 
 
 def encoder_flops(model: SamModel | nn.Module, img_size: int | None = None) -> FlopCount:

@@ -146,6 +146,23 @@ def deployed_model(backbone: str, policy: str, resolution: int, match_window: bo
     return for_inference(reference_model(backbone, policy, resolution, match_window))
 
 
+def lora_variants() -> dict[str, SamModel]:
+    """vit_b at native 256 three ways, each a fresh copy: frozen, LoRA (r=4 on q,v) unmerged, and merged."""
+    from adaptsam.adapters.base import build_adapter
+
+    frozen = copy.deepcopy(reference_model("vit_b", "native", 256, True))
+    unmerged = copy.deepcopy(frozen)
+    adapter = build_adapter("lora")
+    adapter.apply(unmerged)
+    with torch.no_grad():  # a trained-looking update (B = 0 at init would merge to a no-op either way)
+        for name, parameter in unmerged.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 1e-3)
+    merged = copy.deepcopy(unmerged)
+    adapter.merge(merged)
+    return {"frozen": frozen, "merged": merged, "unmerged": unmerged}
+
+
 @dataclass
 class PerfRun:
     """One run of the targets table; models are built once and shared between targets."""
@@ -202,21 +219,8 @@ class PerfRun:
                             f"(batch 4); {_window_dice_note()}")
 
     def lora_overheads(self) -> list[TargetResult]:
-        frozen = copy.deepcopy(reference_model("vit_b", "native", 256, True))  # every side a fresh copy
-        adapted = copy.deepcopy(frozen)
-        from adaptsam.adapters.base import build_adapter
-
-        adapter = build_adapter("lora")
-        adapter.apply(adapted)
-        with torch.no_grad():  # a trained-looking update (B = 0 at init would merge to a no-op either way)
-            for name, parameter in adapted.named_parameters():
-                if "lora_B" in name:
-                    parameter.normal_(0, 1e-3)
-        merged = copy.deepcopy(adapted)
-        adapter.merge(merged)
         batch = self.config.batch
-        fns = {"frozen": forward_fn(frozen, batch), "merged": forward_fn(merged, batch),
-               "unmerged": forward_fn(adapted, batch)}
+        fns = {name: forward_fn(model, batch) for name, model in lora_variants().items()}
         times = interleaved_times(fns, self.config.rounds + 4)  # identical copies differ by ±3%: more rounds
         detail = ", ".join(f"{name} {min(values) * 1000 / batch:.0f} ms/img" for name, values in times.items())
         return [TargetResult(Target("merged LoRA vs frozen inference time", 1.03, at_least=False),
