@@ -68,6 +68,11 @@ class DataError(AdaptsamError, ValueError):
     """A dataset file or folder that is missing or malformed; the message names the file."""
 
 
+class ConfigError(AdaptsamError, ValueError):
+    """A bad option value from the user (a flag, a YAML key, an adapter or policy option): the message names the
+    option and the value, says what was expected and how to fix it. The CLI prints it as one line, exit 2."""
+
+
 def format_list(items: Iterable[str], limit: int = 8) -> str:
     """``a, b, c and 12 more``: keeps error messages readable when hundreds of keys differ."""
     items = list(items)
