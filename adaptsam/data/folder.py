@@ -98,7 +98,7 @@ def _check_layout(root: Path) -> None:
         raise DataError(f"Dataset folder {root} does not exist. Expected a folder holding {LAYOUT}.")
     if not root.is_dir():
         raise DataError(f"Dataset path {root} is a file, not a folder. Expected a folder holding {LAYOUT}.")
-    missing = [sub for sub in ("images", "masks", "splits") if not (root / sub).is_dir()]
+    missing = [sub for sub in ("images", "masks") if not (root / sub).is_dir()]  # no splits/: auto split
     if missing:
         raise DataError(
             f"Dataset folder {root} is not in the adaptsam layout: missing {', '.join(f'{m}/' for m in missing)}. "
@@ -108,12 +108,18 @@ def _check_layout(root: Path) -> None:
 
 def available_splits(root: str | os.PathLike) -> list[str]:
     """Names of the split files in ``root/splits`` (``["test", "train"]`` for kvasir_seg)."""
+    if not Path(root, "splits").is_dir():
+        from adaptsam.data.split import auto_split
+        return sorted(auto_split(root).splits)
     return sorted(p.stem for p in Path(root, "splits").glob("*.txt") if p.is_file())
 
 
 def read_split(root: str | os.PathLike, split: str) -> list[str]:
     """Ids listed in ``root/splits/<split>.txt``: one per line, blank lines skipped, no duplicates."""
     path = Path(root, "splits", f"{split}.txt")
+    if not path.parent.is_dir() and split in available_splits(root):  # no splits/: the drawn, announced split
+        from adaptsam.data.split import auto_split
+        return list(auto_split(root).splits[split])
     if not path.is_file():
         found = available_splits(root)
         listing = ", ".join(found) if found else "none"
