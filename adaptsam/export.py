@@ -16,8 +16,9 @@ Inputs and outputs (promptable models)::
                                    back to the original size (adaptsam.postprocess.upsample_logits)
     iou     float32 [B, K]         the decoder's predicted IoU of each mask
 
-Prompt-free (class-prompt) models take ``image`` only and return ``logits`` [B, C, R, R], ``iou`` [B, C] and
-``labels`` int64 [B, R, R] (class index per pixel, the adapter's background value where no class is likely).
+Prompt-free models (``model.head``: class prompts, PerSAM, prototypes) take ``image`` only and return
+``logits`` [B, C, R, R], ``iou`` [B, C] and ``labels`` int64 [B, R, R] (class index per pixel, the head's
+background value where no class is likely).
 B is fixed at export time (default 1): TinyViT's patch merging reshapes with ``len(x)``, which the tracer
 records as a constant. The adaptsam metadata (backbone, adapter, policy, R, these conventions) is stored in
 the file's ``metadata_props``.
@@ -125,7 +126,7 @@ class _ClassGraph(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.model(image)
-        return out.logits, out.iou, self.model.class_prompts.labels(out.logits)
+        return out.logits, out.iou, self.model.head.labels(out.logits)
 
 
 def require_onnx() -> tuple[Any, Any]:
@@ -159,7 +160,7 @@ def graph_signature(model: SamModel, batch: int) -> tuple[dict[str, list[int | s
     if model.uses_prompts:
         return ({"image": [batch, 3, r, r], "boxes": [batch, "K", 4]},
                 {"logits": [batch, "K", r, r], "iou": [batch, "K"]})
-    c = len(model.class_prompts.class_ids)
+    c = len(model.head.class_ids)
     return {"image": [batch, 3, r, r]}, {"logits": [batch, c, r, r], "iou": [batch, c], "labels": [batch, r, r]}
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from adaptsam.errors import IncompatibleError
 
 if TYPE_CHECKING:
+    from adaptsam.adapters.head import PromptFreeHead
     from adaptsam.policies.base import ResolutionPolicy
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -207,7 +208,6 @@ class SamModel(nn.Module):
         self.policy: ResolutionPolicy | None = None
         self.resolution: int = info.design_size
         self.adapter: Any = None  # set by Adapter.apply
-        self.class_prompts: nn.Module | None = None  # set by prompt-free adapters (class prompts)
 
     # -- facts ---------------------------------------------------------------------------------------
     @property
@@ -228,8 +228,14 @@ class SamModel(nn.Module):
         return tuple(self.prompt_encoder.image_embedding_size)  # type: ignore[return-value]
 
     @property
+    def head(self) -> PromptFreeHead | None:
+        """The adapter's prompt-free head (class prompts, PerSAM, prototypes), or None."""
+        return None if self.adapter is None else self.adapter.head(self)
+
+    @property
     def uses_prompts(self) -> bool:
-        return self.class_prompts is None
+        """False when the adapter declared a prompt-free head: the model then segments without prompts."""
+        return self.head is None
 
     def attention_sites(self) -> list[AttentionSite]:
         """The encoder's attention blocks, by structure (for adapters such as LoRA)."""
@@ -337,11 +343,12 @@ class SamModel(nn.Module):
                 points: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
                 point_labels: torch.Tensor | None = None, multimask: bool = False) -> SamOutput:
         """Segment ``images`` (B×3×R×R in [0, 1]) given boxes (B×4 or B×K×4, xyxy input pixels) and/or
-        points (B×N×2 or B×K×N×2 with labels 1 = foreground, 0 = background); with a class-prompt adapter,
-        no prompts: one mask per class."""
+        points (B×N×2 or B×K×N×2 with labels 1 = foreground, 0 = background); with a prompt-free head
+        (class prompts, PerSAM, prototypes; ``self.head``) and no prompts: one mask per class."""
         embeddings = self.encode(images)
-        if boxes is None and points is None and self.class_prompts is not None:
-            return self.class_prompts(self, embeddings)
+        head = self.head
+        if boxes is None and points is None and head is not None:
+            return head(self, embeddings)
         prompts = Prompts.from_user(images.shape[0], boxes, points, point_labels)
         if prompts.boxes is not None:
             prompts.boxes = prompts.boxes.to(images.device)

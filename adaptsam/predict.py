@@ -13,7 +13,8 @@ Prompts file (JSON; keys are image file names, or the paths as given on the comm
 Coordinates are pixel indices of the original image (x = column, y = row; a box holds its extreme pixels).
 Each box is one object (one mask). ``points`` are ``[x, y, label]`` with label 1 = foreground, 0 =
 background; a flat list is one object's points (alone, or refining the single box), a list of lists gives
-one point set per object (with boxes: one per box). Prompt-free adapters (class prompts) need no file.
+one point set per object (with boxes: one per box). Prompt-free adapters (class prompts, PerSAM, prototypes)
+need no file.
 
 Failures are per image: an unreadable image or a missing prompt entry is recorded with a message naming
 the file, and the other images are still processed (:class:`PredictRun` lists what failed).
@@ -36,7 +37,7 @@ from adaptsam.data.degrade import Degraded, degrade
 from adaptsam.errors import AdaptsamError, DataError, IncompatibleError
 from adaptsam.model import Prompts, SamModel
 from adaptsam.overlay import save_prediction
-from adaptsam.postprocess import PostprocessConfig, class_labels, clean_label_map, postprocess_masks, upsample_logits
+from adaptsam.postprocess import PostprocessConfig, clean_label_map, postprocess_masks, upsample_logits
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _IMAGE_ERRORS = (AdaptsamError, OSError, ValueError)  # per-image problems; anything else is a bug and propagates
@@ -212,12 +213,13 @@ class Predictor:
         """One batch: images encoded together, each decoded with its prompts (ignored without user prompts)."""
         if self.model.uses_prompts and any(p is None or not p.objects for p in prompts):
             raise IncompatibleError("This model needs prompts (boxes or points) for every image; got an image "
-                                    "without any. Only class-prompt adapters segment without prompts.")
+                                    "without any. Only prompt-free adapters (class prompts, PerSAM, prototypes) "
+                                    "segment without them.")
         small = [self.prepare(image) for image in images]
         batch = torch.from_numpy(np.stack([d.image for d in small])).permute(0, 3, 1, 2)
         embeddings = self.model.encode(batch.to(self.model.device).float().div_(255))
         if not self.model.uses_prompts:
-            out = self.model.class_prompts(self.model, embeddings)
+            out = self.model.head(self.model, embeddings)
             return [self._classes(out.logits[i], out.iou[i], d, image.shape[:2])
                     for i, (d, image) in enumerate(zip(small, images))]
         results = []
@@ -233,10 +235,9 @@ class Predictor:
         return results
 
     def _classes(self, logits: torch.Tensor, iou: torch.Tensor, d: Degraded, size: tuple[int, int]) -> Prediction:
-        head = self.model.class_prompts
+        head = self.model.head
         ids = [int(c) for c in head.class_ids.tolist()]
-        threshold = self.config.postprocess.class_threshold or head.threshold
-        labels = class_labels(upsample_logits(logits, d.valid_hw, size), ids, threshold, head.background_label)
+        labels = head.labels(upsample_logits(logits, d.valid_hw, size), self.config.postprocess.class_threshold)
         labels = clean_label_map(labels.cpu().numpy(), self.config.postprocess, head.background_label)
         masks = np.stack([labels == c for c in ids])
         return Prediction(masks, iou.float().cpu().numpy(), np.ones(len(ids), bool), list(ids), labels,
@@ -285,10 +286,11 @@ def predict_paths(predictor: Predictor, inputs: Sequence[str | os.PathLike[str]]
 
     if predictor.model.uses_prompts and prompts_file is None:
         raise IncompatibleError("This model is promptable: pass a prompts file (--prompts FILE) with boxes or points "
-                                "for each image. Only class-prompt adapters segment without prompts.")
+                                "for each image. Only prompt-free adapters (class prompts, PerSAM, prototypes) "
+                                "segment without them.")
     if not predictor.model.uses_prompts and prompts_file is not None:
-        raise IncompatibleError(f"This model's adapter is prompt-free (class prompts) and ignores prompts; drop "
-                                f"the prompts file {prompts_file}.")
+        raise IncompatibleError(f"This model's adapter is prompt-free (it has a prompt-free head) and ignores "
+                                f"prompts; drop the prompts file {prompts_file}.")
     table = load_prompts(prompts_file) if prompts_file is not None else None
     out = Path(out_dir)
     (out / "masks").mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from torch import nn
 from adaptsam import registry
 from adaptsam.errors import CheckpointError, IncompatibleError, format_list
 from adaptsam.model import SamModel
+
+if TYPE_CHECKING:
+    from adaptsam.adapters.head import PromptFreeHead
 
 CONFIG_FORMAT_VERSION = 1
 
@@ -64,8 +67,13 @@ class Adapter(ABC):
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[AdapterConfig]] = AdapterConfig
-    uses_prompts: ClassVar[bool] = True  # False: predicts without user prompts (class prompts)
+    #: False for adapters whose :meth:`head` returns a prompt-free head once applied (known before a model exists,
+    #: e.g. for a bench to refuse prompt modes); the model itself asks :meth:`head` (``SamModel.uses_prompts``)
+    uses_prompts: ClassVar[bool] = True
     supports_merge: ClassVar[bool] = False
+    #: True when nothing trains and the adapter draws no random numbers (its result depends on the seed only
+    #: through the k-shot draw): a bench may run such a cell once instead of once per seed
+    trains_nothing: ClassVar[bool] = False
 
     def __init__(self, config: AdapterConfig | Mapping[str, Any] | None = None, **options: Any):
         if config is None or isinstance(config, Mapping):
@@ -99,6 +107,11 @@ class Adapter(ABC):
 
     def setup(self, model: SamModel, train_data: Any) -> None:  # noqa: B027 - optional hook, no-op by default
         """Data-dependent initialisation before training (class prompts pick their pixels here)."""
+
+    def head(self, model: SamModel) -> PromptFreeHead | None:
+        """The prompt-free head this adapter installed on ``model`` (see ``adaptsam.adapters.head``), or None:
+        the model segments from user prompts. Prompt-free adapters override this and set ``uses_prompts = False``."""
+        return None
 
     # -- merging -------------------------------------------------------------------------------------
     def merge(self, model: SamModel) -> None:

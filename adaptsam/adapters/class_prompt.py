@@ -18,32 +18,22 @@ import torch
 from torch import nn
 
 from adaptsam.adapters.base import Adapter, AdapterConfig, help_field, trainable_modules
+from adaptsam.adapters.head import PromptFreeHead
 from adaptsam.adapters.lora import TARGETS, inject_lora, merge_lora, unmerge_lora
 from adaptsam.errors import DataError, IncompatibleError
 from adaptsam.model import Prompts, SamModel, SamOutput
 
-IGNORE_LABEL = 255
 
-
-class ClassPrompts(nn.Module):
+class ClassPrompts(PromptFreeHead):
     """One stored sparse prompt embedding per class; ``forward`` decodes every class for every image."""
 
-    adapter_owned = True
-
     def __init__(self, classes: tuple[int, ...], tokens: int, dim: int, threshold: float, trainable: bool):
-        super().__init__()
+        super().__init__(classes, threshold)
         embeddings = torch.zeros(len(classes), tokens, dim)
         if trainable:
             self.embeddings = nn.Parameter(embeddings)
         else:
             self.register_buffer("embeddings", embeddings)
-        self.register_buffer("class_ids", torch.tensor(classes, dtype=torch.int64))
-        self.threshold = threshold
-
-    @property
-    def background_label(self) -> int:
-        """0 when 0 is background; the ignore label when class 0 is a real class (e.g. CamVid's sky)."""
-        return IGNORE_LABEL if 0 in self.class_ids.tolist() else 0
 
     def forward(self, model: SamModel, embeddings: torch.Tensor) -> SamOutput:
         batch, classes = embeddings.shape[0], self.embeddings.shape[0]
@@ -57,13 +47,6 @@ class ClassPrompts(nn.Module):
         low_res = low_res.reshape(batch, classes, *low_res.shape[-2:])
         logits = model.policy.logits_to_output(low_res, model)
         return SamOutput(logits=logits, iou=iou.reshape(batch, classes), low_res_logits=low_res)
-
-    def labels(self, logits: torch.Tensor) -> torch.Tensor:
-        """B×C×R×R logits → B×R×R class labels (background where no class is above the threshold)."""
-        probabilities = logits.sigmoid()
-        best, winner = probabilities.max(dim=1)
-        labels = self.class_ids.to(logits.device)[winner]
-        return torch.where(best >= self.threshold, labels, torch.full_like(labels, self.background_label))
 
 
 @dataclass(frozen=True)
@@ -103,8 +86,10 @@ class ClassPromptLoraAdapter(Adapter):
             inject_lora(model, c.targets, c.rank, c.alpha, 0.0)
         if c.train_decoder:
             trainable_modules(model.mask_decoder)
-        if c.classes:
-            self._install(model, c.classes)
+        self._install(model, c.classes)  # no classes yet: an empty head until ``setup`` sees the data
+
+    def head(self, model: SamModel) -> ClassPrompts | None:
+        return getattr(model, "class_prompts", None)
 
     def _install(self, model: SamModel, classes: tuple[int, ...]) -> ClassPrompts:
         tokens = 2  # one point + SAM's padding point (no box)
@@ -115,7 +100,7 @@ class ClassPromptLoraAdapter(Adapter):
 
     def setup(self, model: SamModel, train_data: Any) -> None:
         """Pick and encode one positive pixel per class from ``train_data`` (a LowResDataset)."""
-        if model.class_prompts is not None and self.config.classes:
+        if self.config.classes:
             return  # loaded from a file: the prompts are already there
         from adaptsam.data.prompts import point_from_mask, present_classes
 

@@ -2,8 +2,8 @@
 
 A batch holds up to K prompt slots per image (one per foreground class present; empty slots have class
 -1). Only filled slots are decoded: each becomes one (image embedding, prompt) pair, so multi-class data
-costs one decoder pass per class present, not per slot. Prompt-free models (class prompts) decode every
-stored class for every image instead.
+costs one decoder pass per class present, not per slot. Prompt-free models (``model.head``: class prompts,
+PerSAM, prototypes) decode every class of the head for every image instead.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def run_batch(model: SamModel, batch: dict[str, Any], *, prompt: str = "box",
     masks = batch["mask"].to(device)
     if embeddings is None:
         embeddings = model.encode(batch["image"].to(device))
-    if model.uses_prompts:
+    head = model.head
+    if head is None:
         classes = batch["classes"].to(device)
         slots = classes >= 0
         image = torch.arange(classes.shape[0], device=device)[:, None].expand_as(classes)[slots]
@@ -63,9 +64,9 @@ def run_batch(model: SamModel, batch: dict[str, Any], *, prompt: str = "box",
         out = model.decode(embeddings[image], prompts_for_slots(batch, slots, prompt, device))
         logits, iou = out.logits[:, 0], out.iou[:, 0]
     else:
-        out = model.class_prompts(model, embeddings)
+        out = head(model, embeddings)
         batch_size, num_classes = out.logits.shape[:2]
-        class_ids = model.class_prompts.class_ids.to(device)
+        class_ids = head.class_ids.to(device)
         image = torch.arange(batch_size, device=device).repeat_interleave(num_classes)
         mask_classes = class_ids.repeat(batch_size)
         logits, iou = out.logits.flatten(0, 1), out.iou.flatten()

@@ -1,10 +1,10 @@
 """Evaluation at the resolution R the user has: per-image mean Dice (the headline), IoU, per-class scores.
 
 Prompted models are scored once per (image, class present) with that class's prompt; prompt-free models
-(class prompts) predict a label map by argmax and are scored per (image, class present in the truth or in
-the prediction). Pixels labelled 255 (ignore, padding) are never scored. Dataset-level (pixel-pooled) Dice
-and IoU come from torchmetrics' binary F1 / Jaccard with ``ignore_index=255``; per-image and per-class
-means are computed here from the same counts.
+(``model.head``: class prompts, PerSAM, prototypes) predict a label map by argmax and are scored per (image,
+class present in the truth or in the prediction). Pixels labelled 255 (ignore, padding) are never scored.
+Dataset-level (pixel-pooled) Dice and IoU come from torchmetrics' binary F1 / Jaccard with
+``ignore_index=255``; per-image and per-class means are computed here from the same counts.
 """
 
 from __future__ import annotations
@@ -134,11 +134,12 @@ def evaluate(model: SamModel, data: Any, *, batch_size: int = 8, prompt: str = "
 def _score_label_maps(model: SamModel, batch: dict[str, Any], ids: list[str], scores: _Scores) -> None:
     """Prompt-free models: argmax label map, one binary score per class present in truth or prediction."""
     device = model.device
-    out = model(batch["image"].to(device))
-    labels = model.class_prompts.labels(out.logits)
+    head = model.head
+    out = head(model, model.encode(batch["image"].to(device)))
+    labels = head.labels(out.logits)
     mask = batch["mask"].to(device)
     valid = mask != IGNORE_INDEX
-    for cls in model.class_prompts.class_ids.tolist():
+    for cls in head.class_ids.tolist():
         pred, target = labels == cls, mask == cls
         keep = (target & valid).flatten(1).any(1) | (pred & valid).flatten(1).any(1)
         if keep.any():
