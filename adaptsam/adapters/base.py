@@ -96,6 +96,7 @@ class Adapter(ABC):
                                     "(adaptsam.create_model does both).")
         model.requires_grad_(False)
         self.inject(model)
+        self.record_trainable(model)
         model.adapter = self
         model.train(model.training)  # frozen BatchNorm stays in eval mode; TinyViT bias caches refresh
         model.refresh_cached_buffers()
@@ -121,24 +122,58 @@ class Adapter(ABC):
         raise IncompatibleError(f"Adapter {self.name!r} has nothing to unmerge.")
 
     # -- what gets stored ----------------------------------------------------------------------------
+    def record_trainable(self, model: SamModel) -> None:
+        """Remember which parameters train, by name, as ``inject`` left them (called by :meth:`apply`).
+
+        Saving and loading use this record, never the live ``requires_grad`` flags: a caller who freezes
+        the model (``model.requires_grad_(False)`` before export or evaluation) must still be able to save
+        what was trained. Modules the adapter owns (``adapter_owned``) are saved whole in any case, so a
+        head installed later by :meth:`setup` is saved too.
+        """
+        self.trained_parameters = frozenset(n for n, p in model.named_parameters() if p.requires_grad)
+
+    def _trains(self, name: str, parameter: nn.Parameter) -> bool:
+        recorded = getattr(self, "trained_parameters", None)
+        return parameter.requires_grad if recorded is None else name in recorded
+
     def trainable_state_dict(self, model: SamModel) -> dict[str, torch.Tensor]:
-        """Trainable parameters, plus the persistent buffers of modules that train (BatchNorm statistics)
-        and of modules the adapter owns; keyed by their names in ``model``."""
+        """The parameters recorded as trainable at :meth:`apply`, every tensor of modules the adapter owns,
+        and the persistent buffers of modules that train (BatchNorm statistics); keyed by their names in
+        ``model``. These are the live tensors (:meth:`load_trainable` copies into them)."""
         state: dict[str, torch.Tensor] = {}
         for module_name, module in model.named_modules():
             own = list(module.named_parameters(recurse=False))
-            trains = any(p.requires_grad for _, p in own)
+            owned = getattr(module, "adapter_owned", False) or any(
+                getattr(m, "adapter_owned", False) for m in _ancestors(model, module_name))
+            trains = owned or any(self._trains(_join(module_name, n), p) for n, p in own)
             for name, parameter in own:
-                if parameter.requires_grad:
+                if owned or self._trains(_join(module_name, name), parameter):
                     state[_join(module_name, name)] = parameter
-            if trains or getattr(module, "adapter_owned", False):
+            if trains:
                 for name, buffer in module.named_buffers(recurse=False):
                     if name not in module._non_persistent_buffers_set:
                         state[_join(module_name, name)] = buffer
         return state
 
+    def saved_state_dict(self, model: SamModel) -> dict[str, torch.Tensor]:
+        """What an adapter file holds: :meth:`trainable_state_dict`, but never a merged weight.
+
+        When a merged update sits on a layer whose base weight also trains (LoRA on decoder linears with
+        ``train_decoder``), the saved weight is the *unmerged* one (W, not W + ΔW): loading it and applying
+        ΔW again then gives the merged model, instead of W + 2ΔW. Modules that know how (``merged`` and
+        ``unmerged_weight``, e.g. ``LoraDelta``, a child of the layer it adapts) are asked.
+        """
+        state = dict(self.trainable_state_dict(model))
+        for name, module in model.named_modules():
+            if getattr(module, "merged", False) and callable(getattr(module, "unmerged_weight", None)):
+                key = _join(name.rpartition(".")[0], "weight")
+                if key in state:
+                    state[key] = module.unmerged_weight(state[key])
+        return state
+
     def load_trainable(self, model: SamModel, state: Mapping[str, torch.Tensor], *, source: str = "state") -> None:
-        """Copy ``state`` into the adapter's tensors; refuse missing, unexpected or mis-shaped entries."""
+        """Copy ``state`` into the adapter's tensors; refuse missing, unexpected, mis-shaped or non-finite
+        entries (a NaN adapter would load and silently score 0)."""
         expected = self.trainable_state_dict(model)
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
@@ -150,6 +185,11 @@ class Adapter(ABC):
                      f"{len(mismatched)} other shapes: {format_list(mismatched, 4)}" if mismatched else ""]
             raise CheckpointError(f"{source} does not fit adapter {self.name!r} on {model.info.name}: "
                                   + "; ".join(p for p in parts if p) + ".")
+        broken = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+        if broken:
+            raise CheckpointError(f"{source} holds non-finite values (NaN or inf) in {len(broken)} tensor(s): "
+                                  f"{format_list(broken)}; expected finite weights. The run that wrote it "
+                                  f"diverged: retrain (e.g. with a lower learning rate).")
         with torch.no_grad():
             for key, tensor in expected.items():
                 tensor.copy_(state[key].to(dtype=tensor.dtype, device=tensor.device))
@@ -170,6 +210,16 @@ class Adapter(ABC):
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+def _ancestors(model: nn.Module, module_name: str) -> list[nn.Module]:
+    """The modules above ``module_name`` (its parent, the parent's parent, …), not the model itself."""
+    parts = module_name.split(".") if module_name else []
+    found, current = [], model
+    for part in parts[:-1]:
+        current = getattr(current, part)
+        found.append(current)
+    return found
 
 
 def build_adapter(adapter: str | Adapter, config: Mapping[str, Any] | AdapterConfig | None = None) -> Adapter:

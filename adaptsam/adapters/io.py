@@ -44,10 +44,14 @@ def adapter_metadata(model: SamModel) -> dict[str, str]:
 
 
 def save_adapter(model: SamModel, path: str | os.PathLike[str]) -> Path:
-    """Write the adapter's trained tensors and metadata to ``path`` atomically (temp file + rename)."""
+    """Write the adapter's trained tensors and metadata to ``path`` atomically (temp file + rename).
+
+    The tensors are those recorded as trainable when the adapter was applied (whatever ``requires_grad``
+    says now); a merged model saves its *unmerged* update (``Adapter.saved_state_dict``), so the file loads
+    to the same model whether it was saved merged or not."""
     path = Path(path)
     metadata = adapter_metadata(model)
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.adapter.trainable_state_dict(
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.adapter.saved_state_dict(
         model).items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -1,13 +1,18 @@
 """``lora``: low-rank updates ΔW = (α/r)·B·A on chosen linear layers (Hu et al., 2021).
 
 By default the update goes on the q and v parts of every encoder block's fused ``qkv`` projection (the
-SAMed / MeLo recipe). The parts are located by structure: each backbone's encoder describes where q, k and
-v sit in its fused output (SAM ViT: three consecutive blocks; TinyViT: interleaved per head), so the same
+SAMed / MeLo recipe). Target ``qkv`` gives q, k and v one rank-r update *each* (r·(3·in + out)
+parameters, effective rank 3r); ``qkv_fused`` gives the whole fused projection one rank-r update, as PEFT
+and SAMed do when pointed at the ``qkv`` linear (r·(in + out) parameters: 2/3 of ``qkv``'s when out = 3·in).
+The parts are located by structure: each backbone's encoder describes where q, k and v sit in its fused
+output (SAM ViT: three consecutive blocks; TinyViT: interleaved per head), so the same
 adapter works on both families. B starts at zero, so at step 0 the adapted model *is* the frozen model.
 
 The update lives in a child module ``lora`` of the adapted ``nn.Linear`` and is added by a forward hook,
 so the base weights keep their names (checkpoints and other adapters still find them). ``merge`` folds ΔW
-into the base weight for zero inference overhead; ``unmerge`` takes it out again.
+into the base weight for zero inference overhead; ``unmerge`` takes it out again. Both are all-or-nothing,
+like PEFT's ``safe_merge``: every layer's new weight is computed and checked finite before any is
+written, and a failure while writing restores the weights already written, bit for bit.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from adaptsam.adapters.base import Adapter, AdapterConfig, help_field, trainable
 from adaptsam.errors import IncompatibleError
 from adaptsam.model import FusedSegment, SamModel
 
-TARGETS = ("qv", "qkv", "proj", "mlp", "decoder")
+TARGETS = ("qv", "qkv", "qkv_fused", "proj", "mlp", "decoder")
+_QKV_TARGETS = ("qv", "qkv", "qkv_fused")  # all adapt the fused qkv linear: at most one of them
 WHOLE = "all"  # name of the single part of a plain (unfused) linear
 
 
@@ -67,17 +73,19 @@ class LoraDelta(nn.Module):
         return output
 
     @torch.no_grad()
-    def merge_into(self, base: nn.Linear, sign: float = 1.0) -> None:
-        """Add (sign=+1) or subtract (sign=-1) ΔW to the base weight; refuse if that makes it non-finite."""
+    def full_delta(self, weight: torch.Tensor) -> torch.Tensor:
+        """ΔW of every part placed in a tensor shaped like the base ``weight`` (zero where no part is)."""
+        delta = torch.zeros_like(weight)
         for part, segment in self.parts.items():
-            delta = self.delta_weight(part) * sign
-            target = base.weight if segment is None else segment.view_weight(base.weight)
-            if segment is not None:
-                delta = delta.view(segment.heads, segment.width, -1)
-            if not torch.isfinite(target + delta).all():
-                raise ValueError(f"Merging LoRA part {part!r} would make weights non-finite; nothing changed in "
-                                 f"this layer.")
-            target.add_(delta)
+            if segment is None:
+                delta += self.delta_weight(part)
+            else:
+                segment.view_weight(delta).add_(self.delta_weight(part).view(segment.heads, segment.width, -1))
+        return delta
+
+    def unmerged_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """What the base ``weight`` is without this update, as a new tensor (for saving a merged model)."""
+        return weight.detach() - self.full_delta(weight) if self.merged else weight
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}, scale={self.scale:g}, parts={list(self.parts)}, merged={self.merged}"
@@ -107,7 +115,9 @@ def decoder_linears(model: SamModel) -> list[nn.Linear]:
 def inject_lora(model: SamModel, targets: Iterable[str], rank: int, alpha: float, dropout: float) -> None:
     targets = set(targets)
     for site in model.attention_sites():
-        if "qkv" in targets:
+        if "qkv_fused" in targets:
+            attach_lora(site.qkv, None, rank, alpha, dropout)
+        elif "qkv" in targets:
             attach_lora(site.qkv, site.segments, rank, alpha, dropout)
         elif "qv" in targets:
             attach_lora(site.qkv, {p: site.segments[p] for p in ("q", "v")}, rank, alpha, dropout)
@@ -129,18 +139,46 @@ def lora_layers(model: nn.Module) -> list[tuple[nn.Linear, LoraDelta]]:
         getattr(m, "lora", None), LoraDelta)]
 
 
-def merge_lora(model: nn.Module) -> None:
+@torch.no_grad()
+def _set_merged(model: nn.Module, merged: bool) -> None:
+    """Merge (or unmerge) every layer not yet in that state, all or nothing (see the module docstring)."""
+    sign, verb = (1.0, "Merging") if merged else (-1.0, "Unmerging")
+    plan = []
     for linear, delta in lora_layers(model):
-        if not delta.merged:
-            delta.merge_into(linear, +1.0)
-            delta.merged = True
+        if delta.merged == merged:
+            continue
+        change = delta.full_delta(linear.weight) * sign
+        if not torch.isfinite(linear.weight + change).all():
+            bad = [p for p in delta.parts if not torch.isfinite(delta.delta_weight(p)).all()]
+            raise IncompatibleError(f"{verb} LoRA would make the weights of {_name_of(model, linear)} non-finite "
+                                    f"(non-finite update in part(s) {bad or list(delta.parts)}); no layer was "
+                                    f"changed. The adapter's tensors hold NaN/inf: retrain or reload them.")
+        plan.append((linear, delta, change))
+    done = []
+    try:
+        for linear, delta, change in plan:
+            done.append((linear, delta, linear.weight.detach().clone()))
+            linear.weight.add_(change)
+            delta.merged = merged
+    except BaseException:
+        for linear, delta, original in done:  # put back exactly what was there
+            linear.weight.copy_(original)
+            delta.merged = not merged
+        raise
+
+
+def _name_of(model: nn.Module, module: nn.Module) -> str:
+    return next((name for name, m in model.named_modules() if m is module), type(module).__name__)
+
+
+def merge_lora(model: nn.Module) -> None:
+    """Fold every LoRA update into its base weight (all layers or, on failure, none)."""
+    _set_merged(model, True)
 
 
 def unmerge_lora(model: nn.Module) -> None:
-    for linear, delta in lora_layers(model):
-        if delta.merged:
-            delta.merge_into(linear, -1.0)
-            delta.merged = False
+    """Take every merged LoRA update out of its base weight again (all layers or none)."""
+    _set_merged(model, False)
 
 
 @dataclass(frozen=True)
@@ -148,9 +186,12 @@ class LoraConfig(AdapterConfig):
     rank: int = help_field(8, "r, the rank of each update")
     alpha: float = help_field(8.0, "α; updates are scaled by α/r")
     dropout: float = help_field(0.0, "dropout on the update's input")
-    targets: tuple[str, ...] = help_field(("qv",), f"where updates go, any of {TARGETS}: q and v (or q, k and v) "
-                                          "parts of encoder qkv, encoder attention output projections, encoder "
-                                          "MLP linears, mask decoder linears")
+    targets: tuple[str, ...] = help_field(("qv",), f"where updates go, any of {TARGETS}: qv = one update each on "
+                                          "the q and v parts of encoder qkv; qkv = three updates (q, k, v: "
+                                          "1.5x PEFT's parameters for r on qkv); qkv_fused = one update on the "
+                                          "whole fused qkv (as PEFT/SAMed); proj = encoder attention output "
+                                          "projections; mlp = encoder MLP linears; decoder = mask decoder "
+                                          "linears")
     train_decoder: bool = help_field(False, "also fine-tune the whole mask decoder")
 
     def __post_init__(self) -> None:
@@ -163,8 +204,9 @@ class LoraConfig(AdapterConfig):
         unknown = sorted(set(self.targets) - set(TARGETS))
         if unknown or not self.targets:
             raise ValueError(f"Expected targets among {TARGETS}, got {self.targets!r}.")
-        if {"qv", "qkv"} <= set(self.targets):
-            raise ValueError("targets 'qv' and 'qkv' overlap; pick one.")
+        chosen = sorted(set(self.targets) & set(_QKV_TARGETS))
+        if len(chosen) > 1:
+            raise ValueError(f"targets {chosen} all adapt the fused qkv projection; pick one of {_QKV_TARGETS}.")
 
 
 class LoraAdapter(Adapter):
