@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from adaptsam import registry
+from adaptsam.errors import ConfigError
 from adaptsam.model import SamModel
 
 
@@ -49,9 +50,21 @@ def list_datasets(pattern: str = "*") -> list[str]:
 def build_policy(policy: Any, policy_cfg: Mapping[str, Any] | None = None) -> Any:
     """A policy instance from a registered name (+ options) or an instance given as is."""
     if isinstance(policy, str):
-        return registry.policies.get(policy)(**dict(policy_cfg or {}))
+        cls = registry.policies.get(policy)
+        if policy_cfg is not None and not isinstance(policy_cfg, Mapping):
+            raise ConfigError(f"Expected policy_cfg for {policy!r} to be a mapping of options, got {policy_cfg!r}.")
+        try:  # unknown keys (TypeError) and bad values (a plugin's ValueError) are bad user input
+            return cls(**dict(policy_cfg or {}))
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:
+            import dataclasses
+
+            known = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+            raise ConfigError(f"Bad options {dict(policy_cfg or {})} for policy {policy!r}: {exc}. Options: "
+                              f"{', '.join(known) or 'none'}.") from exc
     if policy_cfg:
-        raise ValueError("policy_cfg only applies when the policy is given by name.")
+        raise ConfigError("policy_cfg only applies when the policy is given by name.")
     return policy
 
 
@@ -83,7 +96,7 @@ def create_model(backbone: str, *, checkpoint: str | os.PathLike[str] | None = N
             raise TypeError(f"Backbone {backbone!r} from {entry.source} returned {type(model).__name__}, "
                             f"expected an adaptsam.SamModel.")
         model.init_seed = seed
-        policy_obj.prepare(model, resolution or model.design_size)
+        policy_obj.prepare(model, model.design_size if resolution is None else resolution)
         if adapter_obj is not None:
             adapter_obj.apply(model)
     return model

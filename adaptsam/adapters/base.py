@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from adaptsam import registry
-from adaptsam.errors import CheckpointError, IncompatibleError, format_list
+from adaptsam.errors import CheckpointError, ConfigError, IncompatibleError, format_list
 from adaptsam.model import SamModel
 
 if TYPE_CHECKING:
@@ -45,17 +45,22 @@ class AdapterConfig:
         values = dict(values or {})
         version = values.pop("format_version", CONFIG_FORMAT_VERSION)
         if version != CONFIG_FORMAT_VERSION:
-            raise ValueError(f"{cls.__name__}: config format version {version} is not supported "
-                             f"(expected {CONFIG_FORMAT_VERSION}).")
+            raise ConfigError(f"{cls.__name__}: config format version {version} is not supported "
+                              f"(expected {CONFIG_FORMAT_VERSION}).")
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields))
+        options = "; ".join(f"{name} ({f.metadata.get('help', '')})" for name, f in fields.items()) or "none"
+        unknown = sorted(str(k) for k in set(values) - set(fields))
         if unknown:
-            options = "; ".join(f"{name} ({f.metadata.get('help', '')})" for name, f in fields.items()) or "none"
-            raise ValueError(f"{cls.__name__} has no option {', '.join(unknown)}. Options: {options}.")
+            raise ConfigError(f"{cls.__name__} has no option {', '.join(unknown)}. Options: {options}.")
         for name, value in values.items():  # JSON/YAML give lists where the config wants tuples
             if isinstance(value, list):
                 values[name] = tuple(value)
-        return cls(**values)
+        try:  # one error type for bad options, whatever a (plugin's) __post_init__ raises
+            return cls(**values)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{cls.__name__}: bad option value {values}: {exc} Options: {options}.") from exc
 
     @classmethod
     def help(cls) -> dict[str, str]:

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from adaptsam import registry
+from adaptsam.errors import ConfigError
 
 SPEC_VERSION = 1
 PROMPTS = ("box", "point", "box+point", "none")
+MIN_RESOLUTION = 32  # the smallest R any policy accepts (policies.base.MIN_RESOLUTION)
 
 
 @dataclass(frozen=True)
@@ -126,20 +128,32 @@ class BenchSpec:
 
     def __post_init__(self) -> None:
         if self.prompt not in PROMPTS:
-            raise ValueError(f"Expected prompt in {PROMPTS}, got {self.prompt!r}.")
+            raise ConfigError(f"Expected prompt in {PROMPTS}, got {self.prompt!r}.")
         for name in ("backbones", "adapters", "policies", "resolutions", "datasets", "shots", "seeds"):
             if not getattr(self, name):
-                raise ValueError(f"The bench needs at least one entry in {name}.")
+                raise ConfigError(f"The bench needs at least one entry in {name}.")
+        for r in self.resolutions:
+            if isinstance(r, bool) or not isinstance(r, int) or r < MIN_RESOLUTION:
+                raise ConfigError(f"Expected resolutions to be integers >= {MIN_RESOLUTION} (pixels, e.g. 64,128), "
+                                  f"got {r!r} in {list(self.resolutions)}.")
+        if isinstance(self.throughput_batch, bool) or not isinstance(self.throughput_batch, int) \
+                or self.throughput_batch < 1:
+            raise ConfigError(f"Expected throughput_batch to be an integer >= 1, got {self.throughput_batch!r}.")
         cell_fields = {f.name for f in fields(Cell)}
         for rule in self.exclude:
             unknown = sorted(set(rule) - cell_fields)
             if unknown:
-                raise ValueError(f"exclude rule {dict(rule)} names unknown fields {unknown}; use cell fields such as "
-                                 f"adapter, policy, resolution, backbone, dataset.")
+                raise ConfigError(f"exclude rule {dict(rule)} names unknown fields {unknown}; use cell fields such as "
+                                  f"adapter, policy, resolution, backbone, dataset.")
+        for cell in self.cells():  # every value checked where experiments check them, before any cell runs
+            cell.experiment()
 
     def cells(self) -> list[Cell]:
         out = []
         for backbone, adapter, policy, resolution, dataset, shots, seed in itertools.product(
+            if not isinstance(rule, Mapping):
+                raise ConfigError(f"Expected each exclude rule to be a mapping such as {{adapter: lora, policy: "
+                                  f"upsample}}, got {rule!r}.")
                 self.backbones, self.adapters, self.policies, self.resolutions, self.datasets, self.shots, self.seeds):
             cell = Cell(backbone=backbone, adapter=adapter.name, adapter_cfg=dict(adapter.cfg),
                         adapter_label=adapter.label, policy=policy, resolution=resolution, dataset=dataset,
@@ -185,10 +199,16 @@ def adapter_choices(values: Iterable[Any]) -> tuple[AdapterChoice, ...]:
     for value in values:
         if isinstance(value, Mapping):
             known = {"name", "cfg", "label"}
-            if set(value) - known:
-                raise ValueError(f"Adapter entries take {sorted(known)}, got {sorted(value)}.")
+            if set(value) - known or "name" not in value:
+                raise ConfigError(f"Adapter entries take 'name' and optionally 'cfg' and 'label', got "
+                                  f"{sorted(map(str, value))}.")
+            cfg = value.get("cfg") or {}
+            if not isinstance(cfg, Mapping):
+                raise ConfigError(f"Expected the cfg of adapter {value['name']!r} to be a mapping of options, got "
+                                  f"{cfg!r}.")
             expand_names("adapter", [value["name"]])
-            out.append(AdapterChoice(value["name"], dict(value.get("cfg") or {}), value.get("label", "")))
+            _check_adapter_cfg(value["name"], cfg)
+            out.append(AdapterChoice(value["name"], dict(cfg), str(value.get("label", ""))))
         else:
             out.extend(AdapterChoice(name) for name in expand_names("adapter", [value]))
     return tuple(out)
@@ -208,14 +228,38 @@ def spec_from_mapping(values: Mapping[str, Any], base: BenchSpec | None = None) 
     """Build a spec from YAML-like values on top of ``base`` (a preset); lists may also be comma strings."""
     values = dict(values)
     known = {f.name for f in fields(BenchSpec)} | {"preset"}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(str(k) for k in set(values) - known)
     if unknown:
-        raise ValueError(f"Unknown bench keys {unknown}; expected some of {sorted(known)}.")
+        raise ConfigError(f"Unknown bench keys {unknown}; expected some of {sorted(known)}.")
     preset = values.pop("preset", None)
     spec = base or (preset_spec(preset) if preset else BenchSpec())
     changes: dict[str, Any] = {}
     for key, value in values.items():
         if value is None:
+def _check_adapter_cfg(name: str, cfg: Mapping[str, Any]) -> None:
+    """Bad adapter options fail before the first cell runs (the config class says what is wrong)."""
+    config_class = getattr(registry.adapters.get(name), "config_class", None)
+    if config_class is not None and hasattr(config_class, "from_dict"):
+        config_class.from_dict(cfg)
+
+
+def _ints(key: str, values: Iterable[Any], *, allow_all: bool = False) -> tuple[int | None, ...]:
+    out: list[int | None] = []
+    for v in values:
+        if allow_all and v in (None, "all", "none", 0, "0"):
+            out.append(None)
+            continue
+        try:
+            if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+                raise ValueError
+            out.append(int(v))
+        except (TypeError, ValueError):
+            extra = " or 'all'" if allow_all else ""
+            raise ConfigError(f"Expected {key} to be comma-separated integers{extra} (e.g. 64,128), got {v!r} in "
+                              f"{list(values)}.") from None
+    return tuple(out)
+
+
             continue
         listed = _as_list(value)
         if key == "backbones":
@@ -227,11 +271,16 @@ def spec_from_mapping(values: Mapping[str, Any], base: BenchSpec | None = None) 
         elif key == "datasets":
             changes[key] = _datasets(listed)
         elif key in ("resolutions", "seeds"):
-            changes[key] = tuple(int(v) for v in listed)
+            changes[key] = _ints(key, listed)
         elif key == "shots":
-            changes[key] = tuple(None if v in (None, "all", "none", 0, "0") else int(v) for v in listed)
+            changes[key] = _ints(key, listed, allow_all=True)
         elif key == "exclude":
-            changes[key] = tuple(dict(rule) for rule in value)
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"Expected exclude to be a list of rules such as [{{adapter: lora}}], got "
+                                  f"{value!r}.")
+            changes[key] = tuple(dict(rule) if isinstance(rule, Mapping) else rule for rule in value)
+        elif key in _SCALARS and isinstance(value, (list, tuple, Mapping)):
+            raise ConfigError(f"Expected {key} to be one value, got {value!r}.")
         else:
             changes[key] = value
     if changes and spec.name in PRESETS and not spec.name.endswith("(modified)"):
@@ -252,9 +301,14 @@ def _as_list(value: Any) -> list[Any]:
 def spec_from_yaml(path: str | os.PathLike[str], base: BenchSpec | None = None) -> BenchSpec:
     import yaml
 
-    values = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"Cannot read bench config {path}: {type(exc).__name__}: {' '.join(str(exc).split())}. "
+                          f"Expected a YAML mapping of bench options (backbones, adapters, ...).") from exc
     if not isinstance(values, Mapping):
-        raise ValueError(f"{path} must hold a mapping of bench options.")
+        raise ConfigError(f"{path} must hold a mapping of bench options (e.g. 'resolutions: [64, 128]'), got a "
+                          f"{type(values).__name__}.")
     return spec_from_mapping(values, base)
 
 
@@ -263,6 +317,10 @@ def spec_from_yaml(path: str | os.PathLike[str], base: BenchSpec | None = None) 
 def default_dataset() -> tuple[str, str]:
     """kvasir_seg when ``$ADAPTSAM_DATA`` holds it, else the built-in synthetic set; and a sentence saying so."""
     root = os.environ.get("ADAPTSAM_DATA")
+_SCALARS = ("steps", "batch_size", "lr", "adapter_lr", "prompt", "eval_limit", "throughput_batch", "pretrained",
+            "name", "note", "timing_rounds")
+
+
     if root and (Path(root) / "kvasir_seg" / "splits").is_dir():
         return "kvasir_seg", f"data: kvasir_seg from $ADAPTSAM_DATA={root}"
     why = "ADAPTSAM_DATA is not set" if not root else f"no kvasir_seg under ADAPTSAM_DATA={root}"

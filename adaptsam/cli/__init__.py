@@ -48,17 +48,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
+    import warnings
+
     from adaptsam.errors import AdaptsamError
 
-    try:
-        return int(args.run(args) or 0)
-    except AdaptsamError as exc:
-        print(f"adaptsam: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("adaptsam: interrupted", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.run(args) or 0)
+        except AdaptsamError as exc:  # bad input: one line (a bug in adaptsam still shows its traceback)
+            print(f"adaptsam: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("adaptsam: interrupted", file=sys.stderr)
+            return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """User-facing warnings (adaptsam's data handling said out loud) as one ``adaptsam: warning:`` line each;
+    library deprecation noise keeps Python's format."""
+    stream = file if file is not None else sys.stderr
+    if issubclass(category, UserWarning) and not issubclass(category, DeprecationWarning):
+        print(f"adaptsam: warning: {_one_line(message)}", file=stream)
+    else:
+        import warnings
+
+        stream.write(warnings.formatwarning(message, category, filename, lineno, line))

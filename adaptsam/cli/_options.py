@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from adaptsam.engine.experiment import Experiment
-from adaptsam.engine.train import TrainConfig
+from adaptsam.errors import ConfigError
+
+T = TypeVar("T")
+FINISHED_RUN_FILES = ("metrics.json", "adapter.safetensors")  # what a finished train/eval run leaves
 
 TRAIN_FLAGS = {  # flag → TrainConfig field
     "steps": "steps", "batch_size": "batch_size", "lr": "lr", "adapter_lr": "adapter_lr",
@@ -18,19 +22,36 @@ TRAIN_FLAGS = {  # flag → TrainConfig field
 }
 
 
-def parse_mapping(text: str | None) -> dict[str, Any]:
-    """``'{"rank": 8}'`` (JSON) or ``rank=8,targets=[qv]`` (values parsed as YAML) → dict."""
+def parse_mapping(text: str | None, option: str = "--adapter-cfg") -> dict[str, Any]:
+    """``'{"rank": 8}'`` (JSON) or ``rank=8,targets=[qv]`` (values parsed as YAML) → dict.
+
+    Malformed text is a :class:`ConfigError` naming ``option`` and the text (one line from the CLI, no
+    traceback); whether the keys and values suit the adapter or policy is checked by its config class.
+    """
     if not text:
         return {}
     text = text.strip()
+    example = "e.g. rank=8,alpha=16 or '{\"rank\": 8}'"
     if text.startswith("{"):
-        return json.loads(text)
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{option} {text!r} is not valid JSON ({exc.msg} at character {exc.pos}); expected "
+                              f"a JSON object or key=value pairs, {example}.") from exc
+        if not isinstance(values, dict):
+            raise ConfigError(f"{option} {text!r} is JSON but not an object; expected {example}.")
+        return values
     out: dict[str, Any] = {}
     for item in _split_top_level(text):
         key, sep, value = item.partition("=")
-        if not sep:
-            raise argparse.ArgumentTypeError(f"Expected key=value pairs separated by commas, got {item!r}.")
-        out[key.strip()] = yaml.safe_load(value)
+        if not sep or not key.strip():
+            raise ConfigError(f"{option} {text!r}: expected key=value pairs separated by commas, got {item!r}; "
+                              f"{example}.")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{option} {text!r}: cannot parse the value of {key.strip()!r} ({value!r}): "
+                              f"{str(exc).splitlines()[0]}.") from exc
     return out
 
 
@@ -57,6 +78,39 @@ def add_model_options(parser: argparse.ArgumentParser, *, adapter_default: str |
     group.add_argument("--policy", help="resolution policy: native or upsample (or a plugin)")
     group.add_argument("--policy-cfg", help="policy options: JSON or key=value,...")
     group.add_argument("--resolution", "-R", type=int, help="input side R in pixels")
+    add_download_option(group)
+
+
+DOWNLOAD_HELP = ("fetch missing official backbone weights into $ADAPTSAM_HOME/checkpoints (verified by sha256; "
+                 "nothing is downloaded without this flag)")
+
+
+def add_download_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
+
+
+def fetch_checkpoints(backbones: list[str] | tuple[str, ...], *, download: bool) -> None:
+    """``--download``: get every named backbone's official weights before work starts.
+
+    Building the backbone once with ``download=True`` runs the one download path (``assets``: sha256
+    required, progress bar, timeout); afterwards the file is in ``$ADAPTSAM_HOME/checkpoints``, where every
+    later build of the command (bench cells, ncut settings) finds it without the flag.
+    """
+    if not download:
+        return
+    from adaptsam.registry import backbones as registry
+
+    for name in dict.fromkeys(backbones):
+        registry.get(name)(checkpoint=None, pretrained=True, download=True)
+
+
+def weights_backbone(weights: str | None, backbone: str | None) -> list[str]:
+    """The backbone a command will build: the adapter file's (its metadata names it) or ``backbone``."""
+    if weights:
+        from adaptsam.adapters.io import read_metadata
+
+        return [read_metadata(weights)["backbone"]]
+    return [backbone] if backbone else []
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -84,21 +138,69 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config_file(path: str | None) -> dict[str, Any]:
+    """A ``--config`` YAML file as a dict; unreadable, malformed or non-mapping files are a ConfigError."""
     if not path:
         return {}
     try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise SystemExit(f"adaptsam: error: cannot read config file {path}: {exc}") from exc
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        detail = " ".join(str(exc).split())
+        raise ConfigError(f"Cannot read config file {path}: {type(exc).__name__}: {detail}. Expected a YAML "
+                          f"mapping of options, e.g. 'backbone: lite_medsam'.") from exc
     if not isinstance(values, dict):
-        raise SystemExit(f"adaptsam: error: {path} must hold a mapping of options, got {type(values).__name__}.")
+        raise ConfigError(f"Config file {path} must hold a mapping of options (key: value lines), got a "
+                          f"{type(values).__name__}.")
     return values
+
+
+def build_config(cls: type[T], what: str, **options: Any) -> T:
+    """``cls(**options)`` with its validation errors turned into a ConfigError naming ``what``.
+
+    Config classes validate in ``__post_init__`` and raise ``ValueError`` (or ``TypeError`` for a value of
+    the wrong type); from the command line that is bad user input, not a bug, so it becomes one line.
+    """
+    try:
+        return cls(**options)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"Bad {what} option: {exc}") from exc
+
+
+def check_out_dir(path: str | os.PathLike[str], *, force: bool = False,
+                  finished: tuple[str, ...] = FINISHED_RUN_FILES, flag: str = "--out") -> Path:
+    """Validate an output folder before any work starts, and create it.
+
+    It must be a folder or creatable (not a file, not under a file, writable); a folder already holding
+    a finished run (any of ``finished``) is refused unless ``force``, so a second run never silently
+    replaces the first one's results.
+    """
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{flag} {out} is a file; expected a folder (existing or new). Pick another path.")
+    if force is False:
+        found = [name for name in finished if (out / name).exists()]
+        if found:
+            raise ConfigError(f"{flag} {out} already holds a finished run ({', '.join(found)}); pass --force to "
+                              f"overwrite it, or choose another {flag} folder.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {out} cannot be created ({type(exc).__name__}: {exc.strerror or exc}); expected "
+                          f"a folder that exists or can be created.") from exc
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {out} is not writable; expected a folder you can write to.")
+    return out
 
 
 def experiment_from_args(args: argparse.Namespace) -> Experiment:
     """YAML config (``--config``) first, then every flag given on the command line overrides it."""
     values = load_config_file(getattr(args, "config", None))
-    train = dict(values.pop("train", {}) or {})
+    train = values.pop("train", None) or {}
+    if not isinstance(train, dict):
+        raise ConfigError(f"'train' in {getattr(args, 'config', None) or 'the config'} must be a mapping of training "
+                          f"options (e.g. 'steps: 100'), got {train!r}.")
+    train = dict(train)
     for key in ("backbone", "checkpoint", "adapter", "policy", "resolution", "data", "shots", "seed", "eval_split",
                 "eval_limit", "prompt"):
         if getattr(args, key, None) is not None:
@@ -106,9 +208,13 @@ def experiment_from_args(args: argparse.Namespace) -> Experiment:
     if getattr(args, "random_init", None):
         values["pretrained"] = False
     for key in ("adapter_cfg", "policy_cfg"):
-        given = parse_mapping(getattr(args, key, None))
+        given = parse_mapping(getattr(args, key, None), "--" + key.replace("_", "-"))
         if given:
-            values[key] = {**values.get(key, {}), **given}
+            base = values.get(key) or {}
+            if not isinstance(base, dict):
+                raise ConfigError(f"{key} in {args.config} must be a mapping of options (e.g. 'rank: 8'), got "
+                                  f"{base!r}.")
+            values[key] = {**base, **given}
     for flag, name in TRAIN_FLAGS.items():
         if getattr(args, flag, None) is not None:
             train[name] = getattr(args, flag)
@@ -118,5 +224,5 @@ def experiment_from_args(args: argparse.Namespace) -> Experiment:
         train["wandb"] = True
     if getattr(args, "no_progress", False):
         train["progress"] = False
-    values["train"] = {**{k: v for k, v in vars(TrainConfig()).items() if k in train}, **train}
+    values["train"] = train
     return Experiment.from_dict(values)

@@ -52,6 +52,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                                            "WANDB_API_KEY/WANDB_MODE say otherwise)")
     run.add_argument("--no-progress", action="store_true")
     parser.set_defaults(run=run_bench_command)
+    run.add_argument("--download", action="store_true",
+                     help="fetch missing official weights of the grid's backbones first (sha256-verified)")
 
 
 def spec_from_args(args: argparse.Namespace):
@@ -71,9 +73,12 @@ def run_bench_command(args: argparse.Namespace) -> int:
     from adaptsam.bench.executors import make_executor
     from adaptsam.bench.runner import STORE_NAME, run_bench
 
+    from adaptsam.cli._options import check_out_dir, fetch_checkpoints
     spec = spec_from_args(args)
     cells = spec.cells()
     print(f"adaptsam bench: preset {spec.name}, {len(cells)} cells → {args.out}")
+    if not args.dry_run:  # a bench resumes in its folder: only a file or an uncreatable folder is refused
+        check_out_dir(args.out, force=True)
     if spec.note:
         print(f"  {spec.note}")
     if args.dry_run:
@@ -89,6 +94,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
             print(f"  {statuses.get(cell.key, 'new'):8} {cell.key}  {cell.label}")
         return 0
     on_result = None
+    fetch_checkpoints(spec.backbones, download=args.download and spec.pretrained)
     if args.wandb:
         from adaptsam.bench.tracking import WandbCellLogger
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from adaptsam.cli._options import DOWNLOAD_HELP, build_config, fetch_checkpoints, weights_backbone
+from adaptsam.errors import ConfigError
+
 ORDER = 70
 
 DESCRIPTION = """\
@@ -39,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--policy", help="resolution policy (default native without WEIGHTS)")
     model.add_argument("--resolution", type=int, metavar="R", help="input resolution R (default: design size)")
     model.add_argument("--checkpoint", metavar="PATH", help="backbone checkpoint, when it is not found automatically")
+    model.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     graph = parser.add_argument_group("graph")
     graph.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset, 14..20 (default 17)")
     graph.add_argument("--batch-size", type=int, default=1, metavar="B",
@@ -54,11 +58,12 @@ def run(args: argparse.Namespace) -> int:
     from adaptsam.export import ExportConfig, export_onnx
     from adaptsam.predict import load_model
 
-    try:
-        config = ExportConfig(opset=args.opset, batch_size=args.batch_size, merge=not args.no_merge,
-                              verify=not args.no_verify, tolerance=args.tolerance)
-    except ValueError as exc:
-        raise SystemExit(f"adaptsam export: error: {exc}") from exc
+    config = build_config(ExportConfig, "export", opset=args.opset, batch_size=args.batch_size,
+                          merge=not args.no_merge, verify=not args.no_verify, tolerance=args.tolerance)
+    if args.resolution is not None and args.resolution < 1:
+        raise ConfigError(f"Expected --resolution to be a positive number of pixels (e.g. 128), got {args.resolution}.")
+    if args.checkpoint is None:
+        fetch_checkpoints(weights_backbone(args.weights, args.backbone), download=args.download)
     model = load_model(args.weights, backbone=args.backbone, policy=args.policy, resolution=args.resolution,
                        checkpoint=args.checkpoint)
     report = export_onnx(model, args.onnx, config)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from adaptsam.cli._options import DOWNLOAD_HELP, build_config, check_out_dir, fetch_checkpoints, weights_backbone
+from adaptsam.errors import ConfigError
+
 ORDER = 80
 
 DESCRIPTION = """\
@@ -47,6 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backbone", help="backbone name, e.g. lite_medsam (optional with --weights)")
     parser.add_argument("--weights", metavar="FILE", help="adapter .safetensors file to load at every setting")
     parser.add_argument("--checkpoint", metavar="PATH", help="backbone checkpoint, when it is not found automatically")
+    parser.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     parser.add_argument("--images", required=True, nargs="+", metavar="INPUT",
                         help="image files, folders or glob patterns (the first --max-images are used)")
     parser.add_argument("--max-images", type=int, default=4, metavar="N", help="images to use (default 4)")
@@ -74,18 +78,22 @@ def run(args: argparse.Namespace) -> int:
 
     if args.backbone is None and args.weights is None:
         raise IncompatibleError("Expected --backbone NAME or --weights FILE (an adapter file names its backbone).")
-    try:
-        config = NcutConfig(resolutions=args.resolutions, policies=args.policies, blocks=args.blocks,
-                            embedding=not args.no_embedding, max_grid=args.max_grid, n_eig=args.n_eig, seed=args.seed)
-    except ValueError as exc:
-        raise SystemExit(f"adaptsam ncut: error: {exc}") from exc
+    config = build_config(NcutConfig, "ncut", resolutions=args.resolutions, policies=args.policies,
+                          blocks=args.blocks, embedding=not args.no_embedding, max_grid=args.max_grid,
+                          n_eig=args.n_eig, seed=args.seed)
+    if args.max_images < 1:
+        raise ConfigError(f"Expected --max-images to be at least 1, got {args.max_images}.")
     paths, missing = find_images(args.images)
     for _, why in missing:
         print(f"adaptsam ncut: warning: {why}")
-    paths = paths[:max(1, args.max_images)]
+    paths = paths[:args.max_images]
     if not paths:
-        raise SystemExit(f"adaptsam ncut: error: no images found in {' '.join(args.images)}.")
+        raise ConfigError(f"ncut: no images found in {' '.join(args.images)}; expected image files, folders or glob "
+                          f"patterns.")
     images = [read_rgb(p) for p in paths]
+    check_out_dir(args.out, force=True)  # a file or an uncreatable folder fails before the model is built
+    if args.checkpoint is None:
+        fetch_checkpoints(weights_backbone(args.weights, args.backbone), download=args.download)
     result = run_ncut(images, config, backbone=args.backbone, weights=args.weights, checkpoint=args.checkpoint,
                       progress=not args.quiet)
     grid = save_grid(result, f"{args.out}/ncut_grid.png")

@@ -17,6 +17,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="fewer rounds, no bf16 note: about 4 minutes on 2 CPU cores")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--download", action="store_true",
+                        help="fetch missing official weights of the timed backbones (vit_b, lite_medsam) first; "
+                             "speed does not need them, the window note's Dice does")
     parser.set_defaults(run=run)
 
 
@@ -29,7 +32,12 @@ def run(args: argparse.Namespace) -> int:
 
     from adaptsam.bench.measure import environment
     from adaptsam.bench.perf import PerfConfig, PerfRun, format_table
+    from adaptsam.cli._options import fetch_checkpoints
+    from adaptsam.errors import ConfigError
 
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"Expected --threads to be at least 1, got {args.threads}.")
+    fetch_checkpoints(["vit_b", "lite_medsam"], download=args.download)
     if args.threads:
         torch.set_num_threads(args.threads)
     env = environment()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from adaptsam.cli._options import DOWNLOAD_HELP, build_config, check_out_dir, fetch_checkpoints, weights_backbone
+from adaptsam.errors import ConfigError
+
 ORDER = 60
 
 DESCRIPTION = """\
@@ -55,6 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     post.add_argument("--threshold", type=float, default=0.0, metavar="LOGIT",
                       help="logit threshold (default 0 = probability 0.5)")
     post.add_argument("--min-area", type=int, default=0, metavar="PX", help="remove components smaller than PX")
+    model.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     post.add_argument("--max-hole", type=int, default=0, metavar="PX", help="fill holes smaller than PX")
     post.add_argument("--keep-largest", action="store_true", help="keep only each mask's largest component")
     post.add_argument("--nms-iou", type=float, metavar="IOU",
@@ -75,9 +79,9 @@ def split_sources(sources: list[str], backbone: str | None) -> tuple[str | None,
     if sources and sources[0].lower().endswith(".safetensors"):
         return sources[0], sources[1:]
     if backbone is None:
-        raise SystemExit("adaptsam predict: error: the first argument must be an adapter .safetensors file, or pass "
-                         "--backbone NAME (with --resolution R) for the zero-shot model; got "
-                         f"{sources[0] if sources else 'nothing'!r}.")
+        raise ConfigError("predict: the first argument must be an adapter .safetensors file, or pass --backbone NAME "
+                          "(with --resolution R) for the zero-shot model; got "
+                          f"{sources[0] if sources else 'nothing'!r}.")
     return None, sources
 
 
@@ -87,16 +91,18 @@ def run(args: argparse.Namespace) -> int:
 
     weights, inputs = split_sources(args.sources, args.backbone)
     if not inputs:
-        raise SystemExit("adaptsam predict: error: no INPUT given: name images, folders or glob patterns after the "
-                         "adapter file.")
-    try:
-        post = PostprocessConfig(threshold=args.threshold, min_component_area=args.min_area,
-                                 max_hole_area=args.max_hole, keep_largest=args.keep_largest, nms_iou=args.nms_iou,
-                                 connectivity=args.connectivity, class_threshold=args.class_threshold)
-        config = PredictConfig(batch_size=args.batch_size, postprocess=post, overlay_alpha=args.alpha,
-                               progress=not args.quiet)
-    except ValueError as exc:
-        raise SystemExit(f"adaptsam predict: error: {exc}") from exc
+        raise ConfigError("predict: no INPUT given: name images, folders or glob patterns after the adapter file.")
+    post = build_config(PostprocessConfig, "post-processing", threshold=args.threshold,
+                        min_component_area=args.min_area, max_hole_area=args.max_hole,
+                        keep_largest=args.keep_largest, nms_iou=args.nms_iou, connectivity=args.connectivity,
+                        class_threshold=args.class_threshold)
+    config = build_config(PredictConfig, "predict", batch_size=args.batch_size, postprocess=post,
+                          overlay_alpha=args.alpha, progress=not args.quiet)
+    if args.resolution is not None and args.resolution < 1:
+        raise ConfigError(f"Expected --resolution to be a positive number of pixels (e.g. 128), got {args.resolution}.")
+    check_out_dir(args.out, force=True)  # a file or an uncreatable folder fails before the model is built
+    if args.checkpoint is None:
+        fetch_checkpoints(weights_backbone(weights, args.backbone), download=args.download)
     model = load_model(weights, backbone=args.backbone, policy=args.policy, resolution=args.resolution,
                        checkpoint=args.checkpoint, device=args.device)
     result = predict_paths(Predictor(model, config), inputs, args.out, args.prompts, describe_model(model, weights))

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from adaptsam.cli._options import add_data_options, add_model_options, add_train_options, experiment_from_args
+from adaptsam.cli._options import (
+    add_data_options,
+    add_model_options,
+    add_train_options,
+    check_out_dir,
+    experiment_from_args,
+    fetch_checkpoints,
+)
 
 ORDER = 30
 
@@ -23,7 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_model_options(parser)
     add_data_options(parser)
     add_train_options(parser)
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", required=True, help="output folder (a folder holding a finished run is refused "
+                                                      "unless --force)")
+    parser.add_argument("--force", action="store_true", help="overwrite the finished run in --out")
     parser.set_defaults(run=run)
 
 
@@ -31,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from adaptsam.engine.distributed import init_distributed, shutdown
     from adaptsam.engine.experiment import run_experiment
 
-    experiment = experiment_from_args(args)
+    experiment = experiment_from_args(args)  # every value checked before anything is built
+    check_out_dir(args.out, force=args.force)
+    fetch_checkpoints([experiment.backbone], download=args.download and experiment.checkpoint is None)
     context = init_distributed()
     try:
         result = run_experiment(experiment, args.out, context=context, progress=experiment.train.progress)

@@ -54,6 +54,7 @@ class ImageMaskFolder(SegmentationDataset):
         self.classes = read_labels(labels) if self.labels_path else BINARY_CLASSES
         self.ids = read_split(self.root, split)
         self.image_paths, self.mask_paths = _match_files(self.root, self.root / "splits" / f"{split}.txt", self.ids)
+        self._warned_255 = False  # labelled masks of only 0/255: said once per dataset
 
     # -- samples -------------------------------------------------------------------------------------
     def __getitem__(self, index: int) -> Sample:
@@ -79,7 +80,17 @@ class ImageMaskFolder(SegmentationDataset):
             )
         if self.labels_path is None:
             return _binary_mask(raw, path)
-        return _label_mask(raw, path, len(self.classes), self.labels_path)
+        mask = _label_mask(raw, path, len(self.classes), self.labels_path)
+        if not self._warned_255 and (mask == IGNORE_INDEX).any() and ((mask == 0) | (mask == IGNORE_INDEX)).all():
+            self._warned_255 = True
+            import warnings
+
+            warnings.warn(f"Mask {path} holds only 0 and {IGNORE_INDEX}, but {self.labels_path} makes the dataset "
+                          f"labelled, where {IGNORE_INDEX} means ignore (never scored or trained on). If "
+                          f"{IGNORE_INDEX} marks the object, remove {self.labels_path} (binary 0/255 masks) or store "
+                          f"class indices (1 = {self.classes[1] if len(self.classes) > 1 else 'first class'}). Said "
+                          f"once per dataset.", UserWarning, stacklevel=3)
+        return mask
 
 
 def folder(split: str = "train", *, root: str | os.PathLike | None = None, **options) -> ImageMaskFolder:
@@ -206,14 +217,61 @@ def _match_files(root: Path, split_path: Path, ids: list[str]) -> tuple[list[Pat
 
 # -- reading pixels ----------------------------------------------------------------------------------------
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file as uint8 H×W×3 RGB (grayscale and palette are expanded, alpha is dropped)."""
+    """An image file as uint8 H×W×3 RGB (grayscale and palette are expanded, alpha is dropped).
+
+    Images of more than 8 bits (16-bit or 32-bit integer, float: PIL modes ``I;16*``, ``I``, ``F``) are
+    scaled to 8 bits by their own percentiles (see :func:`to_8bit`), never clipped at 255; the first such
+    image of a process is said in a warning.
+    """
     try:
         with Image.open(path) as img:
             img.load()
+            if img.mode in HIGH_DEPTH_MODES:
+                values = np.asarray(img)
+                _warn_high_depth(path, img.mode, values)
+                grey = to_8bit(values)
+                return np.repeat(grey[..., None], 3, axis=2)
             rgb = img if img.mode == "RGB" else img.convert("RGB")
             return np.asarray(rgb, dtype=np.uint8).copy()
     except _READ_ERRORS as exc:
         raise DataError(f"Cannot read image {path}: {type(exc).__name__}: {exc}") from exc
+
+
+HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+PERCENTILES = (0.5, 99.5)
+"""High-depth images map the 0.5th percentile to 0 and the 99.5th to 255 (robust to a few hot pixels)."""
+_warned_high_depth: list[str] = []
+
+
+def to_8bit(values: np.ndarray, percentiles: tuple[float, float] = PERCENTILES) -> np.ndarray:
+    """uint8 from any-depth values: linear map of the ``percentiles`` (of the finite values) to 0 and 255.
+
+    Values beyond the percentiles saturate; a constant image gives zeros. Unlike a cast or PIL's
+    ``convert``, a 16-bit image whose values all exceed 255 keeps its contrast instead of turning white.
+    """
+    data = np.asarray(values, dtype=np.float64)
+    finite = data[np.isfinite(data)]
+    if finite.size == 0:
+        return np.zeros(data.shape, dtype=np.uint8)
+    low, high = np.percentile(finite, percentiles)
+    if high <= low:
+        low, high = float(finite.min()), float(finite.max())
+    if high <= low:
+        return np.zeros(data.shape, dtype=np.uint8)
+    scaled = (np.nan_to_num(data, nan=low, posinf=high, neginf=low) - low) * (255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _warn_high_depth(path: str | os.PathLike, mode: str, values: np.ndarray) -> None:
+    if _warned_high_depth:
+        return
+    _warned_high_depth.append(str(path))
+    import warnings
+
+    warnings.warn(f"Image {path} has more than 8 bits per pixel (PIL mode {mode}, values "
+                  f"{np.nanmin(values):g}..{np.nanmax(values):g}): it is scaled to 8 bits by its "
+                  f"{PERCENTILES[0]:g}th..{PERCENTILES[1]:g}th percentiles, never clipped; other such images are "
+                  f"scaled the same way (said once).", UserWarning, stacklevel=3)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:

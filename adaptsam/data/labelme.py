@@ -21,7 +21,7 @@ from PIL import Image
 
 from adaptsam.data.folder import IMAGE_SUFFIXES
 from adaptsam.data.types import BACKGROUND, IGNORE_INDEX
-from adaptsam.errors import DataError
+from adaptsam.errors import ConfigError, DataError
 
 SHAPE_TYPES = ("polygon", "rectangle")
 _READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -64,7 +64,8 @@ def import_labelme(src: str | os.PathLike, dst: str | os.PathLike, *, labels: li
     """
     src, dst = Path(src), Path(dst)
     if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"Expected test_fraction in [0, 1), got {test_fraction}.")
+        raise ConfigError(f"Expected test_fraction in [0, 1) (the share of images in splits/test.txt), got "
+                          f"{test_fraction}.")
     if not src.is_dir():
         raise DataError(f"LabelMe folder {src} does not exist or is not a folder: expected a folder of *.json files.")
     json_paths = sorted(src.glob("*.json"))
@@ -182,6 +183,9 @@ def _parse_shape(path: Path, number: int, shape: object) -> tuple[str, np.ndarra
     where = f"LabelMe file {path}: shape #{number} (label {label!r}, shape_type {kind!r})"
     if not label:
         raise DataError(f"{where} has no label.")
+    if not label.isprintable():  # a newline would write an extra line (a phantom class) into labels.txt
+        raise DataError(f"{where}: the label contains a line break or another control character; expected a "
+                        f"single-line name. Rename the shape in LabelMe.")
     if kind not in SHAPE_TYPES:
         raise DataError(f"{where} is not supported: expected one of {', '.join(SHAPE_TYPES)}. "
                         "Convert it to a polygon in LabelMe, or delete it.")
@@ -208,12 +212,12 @@ def _class_names(annotations: list[_Annotation], labels: list[str] | None) -> li
     else:
         names = [str(name).strip() for name in labels]
         for name in names:
-            if not name or "\n" in name:
-                raise ValueError(f"Expected non-empty single-line label names, got {name!r}.")
+            if not name or not name.isprintable():
+                raise ConfigError(f"Expected non-empty single-line label names, got {name!r}.")
             if name.lower() == BACKGROUND:
-                raise ValueError("labels must not contain 'background': index 0 is reserved for it.")
+                raise ConfigError("labels must not contain 'background': index 0 is reserved for it.")
         if len(set(names)) != len(names):
-            raise ValueError(f"Expected distinct label names, got {names}.")
+            raise ConfigError(f"Expected distinct label names, got {names}.")
         known = set(names)
         for ann in annotations:
             for label, _ in ann.shapes:

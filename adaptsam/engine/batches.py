@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from adaptsam.data.types import IGNORE_INDEX
+from adaptsam.errors import ConfigError
 from adaptsam.model import Prompts, SamModel
 
 PROMPT_MODES = ("box", "point", "box+point")
@@ -33,8 +34,8 @@ class MaskBatch:
 
 
 def check_prompt_mode(mode: str) -> str:
-    if mode not in PROMPT_MODES:
-        raise ValueError(f"Expected prompt mode in {PROMPT_MODES}, got {mode!r}.")
+    if not isinstance(mode, str) or mode not in PROMPT_MODES:
+        raise ConfigError(f"Expected prompt mode in {PROMPT_MODES}, got {mode!r}.")
     return mode
 
 

@@ -18,6 +18,7 @@ from torch.utils.data import default_collate
 
 from adaptsam.data.types import IGNORE_INDEX
 from adaptsam.engine.batches import check_prompt_mode, run_batch
+from adaptsam.errors import DataError
 from adaptsam.model import SamModel
 
 
@@ -104,7 +105,11 @@ class _Scores:
 @torch.inference_mode()
 def evaluate(model: SamModel, data: Any, *, batch_size: int = 8, prompt: str = "box",
              progress: bool = True) -> EvalResult:
-    """Score ``model`` on ``data`` (a LowResDataset, no augmentation) at its resolution."""
+    """Score ``model`` on ``data`` (a LowResDataset, no augmentation) at its resolution.
+
+    Images without any object are counted in ``n_skipped``; when no image is scored at all the result would
+    be NaN, so that is a DataError naming the dataset instead of a silent NaN.
+    """
     check_prompt_mode(prompt)
     if getattr(data, "augment", False):
         data = data.without_augmentation()
@@ -128,6 +133,11 @@ def evaluate(model: SamModel, data: Any, *, batch_size: int = 8, prompt: str = "
         else:
             _score_label_maps(model, batch, ids, scores)
     model.train(was_training)
+    if not scores.rows:
+        raise DataError(
+            f"Nothing to score in {data.base.name}/{data.base.split} at R={data.resolution}: none of its {len(data)} "
+            f"image(s) holds an object (every mask is background or 255 = ignore), so Dice would be NaN. Check "
+            f"the masks; with a labels.txt, foreground pixels must hold class indices (1, 2, ...), not 255.")
     return scores.result(len(data), dataset=data.base.name, split=data.base.split, resolution=data.resolution)
 
 

@@ -7,16 +7,20 @@ and ``metrics.json``.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from adaptsam.engine.batches import check_prompt_mode
 from adaptsam.engine.distributed import DistContext, barrier
 from adaptsam.engine.evaluate import EvalResult, evaluate
 from adaptsam.engine.losses import LossConfig
-from adaptsam.engine.train import TrainConfig, TrainResult, fit
+from adaptsam.engine.train import TrainConfig, TrainResult, check_int, fit
+from adaptsam.errors import ConfigError
 from adaptsam.model import SamModel
 
 
@@ -39,33 +43,77 @@ class Experiment:
     prompt: str = "box"
 
     def __post_init__(self) -> None:
-        if self.shots is not None and self.shots < 1:
-            raise ValueError(f"Expected shots >= 1 (images per class), got {self.shots}.")
-        if self.eval_limit is not None and self.eval_limit < 1:
-            raise ValueError(f"Expected eval_limit >= 1, got {self.eval_limit}.")
+        """Every value is checked here, before anything is built: a bad flag or YAML value is one ConfigError."""
+        for name in ("backbone", "adapter", "policy", "data", "eval_split"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"Expected {name} to be a non-empty name, got {value!r}.")
+        for name in ("adapter_cfg", "policy_cfg"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ConfigError(f"Expected {name} to be a mapping of options (e.g. {{'rank': 8}}), got "
+                                  f"{getattr(self, name)!r}.")
+        check_int("resolution", self.resolution, 1, hint="the input side R in pixels, e.g. 128")
+        if self.shots is not None:
+            check_int("shots", self.shots, 1, hint="training images per class; leave it out for the whole split")
+        if self.eval_limit is not None:
+            check_int("eval_limit", self.eval_limit, 1, hint="the number of test images to score")
+        check_int("seed", self.seed, 0)
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise ConfigError(f"Expected checkpoint to be a file path, got {self.checkpoint!r}.")
+        if not isinstance(self.pretrained, bool):
+            raise ConfigError(f"Expected pretrained to be true or false, got {self.pretrained!r}.")
+        if not isinstance(self.train, TrainConfig):
+            raise ConfigError(f"Expected train to be a mapping of training options, got {self.train!r}.")
+        check_prompt_mode(self.prompt)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Experiment:
-        """From YAML/JSON-like values; ``train`` may be a dict (with ``loss`` a dict too)."""
+    def from_dict(cls, values: Mapping[str, Any]) -> Experiment:
+        """From YAML/JSON-like values; ``train`` may be a dict (with ``loss`` a dict too).
+
+        Unknown keys (with close matches) and bad values are a :class:`ConfigError`, never a TypeError.
+        """
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"Expected a mapping of experiment options, got {type(values).__name__}.")
         values = dict(values)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"Unknown experiment keys {unknown}; expected some of {sorted(known)}.")
+        _refuse_unknown("experiment", values, {f.name for f in fields(cls)})
         train = values.get("train")
-        if isinstance(train, dict):
+        if train is None:
+            values.pop("train", None)
+        elif isinstance(train, Mapping):
             train = dict(train)
-            train_known = {f.name for f in fields(TrainConfig)}
-            bad = sorted(set(train) - train_known)
-            if bad:
-                raise ValueError(f"Unknown train keys {bad}; expected some of {sorted(train_known)}.")
-            if isinstance(train.get("loss"), dict):
-                train["loss"] = LossConfig(**train["loss"])
-            values["train"] = TrainConfig(**train)
+            _refuse_unknown("train", train, {f.name for f in fields(TrainConfig)})
+            loss = train.get("loss")
+            if isinstance(loss, Mapping):
+                _refuse_unknown("train.loss", loss, {f.name for f in fields(LossConfig)})
+                train["loss"] = _construct(LossConfig, "train.loss", loss)
+            elif loss is not None and not isinstance(loss, LossConfig):
+                raise ConfigError(f"Expected train.loss to be a mapping of loss weights, got {loss!r}.")
+            values["train"] = _construct(TrainConfig, "train", train)
+        elif not isinstance(train, TrainConfig):
+            raise ConfigError(f"Expected train to be a mapping of training options (e.g. steps: 100), got {train!r}.")
+        return _construct(cls, "experiment", values)
+
+
+def _refuse_unknown(what: str, values: Mapping[str, Any], known: set[str]) -> None:
+    unknown = sorted(str(k) for k in set(values) - known)
+    if unknown:
+        close = {k: difflib.get_close_matches(k, sorted(known), n=1) for k in unknown}
+        hints = "; ".join(f"{k!r}: did you mean {c[0]!r}?" for k, c in close.items() if c)
+        raise ConfigError(f"Unknown {what} keys {unknown}{' (' + hints + ')' if hints else ''}; expected some of "
+                          f"{sorted(known)}.")
+
+
+def _construct(cls: type, what: str, values: Mapping[str, Any]) -> Any:
+    """``cls(**values)``; a value of the wrong type (``'abc' < 1``) is a ConfigError too, naming ``what``."""
+    try:
         return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Bad {what} options: {exc}") from exc
 
 
 def build_model(exp: Experiment) -> SamModel:
@@ -76,12 +124,44 @@ def build_model(exp: Experiment) -> SamModel:
                         adapter_cfg=exp.adapter_cfg, seed=exp.seed)
 
 
-def training_data(exp: Experiment) -> Any:
+def training_data(exp: Experiment, *, prompted: bool | None = None) -> Any:
+    """The (k-shot) training split at R. For a prompted adapter (``prompted``; default: ask the registered
+    adapter) images without any object have nothing to prompt: they are left out, counted in the dataset's
+    ``skipped_images`` and said in a warning; when none is left that is a DataError naming the split."""
     from adaptsam.data import LowResDataset, k_shot_indices, open_dataset
 
     base = open_dataset(exp.data, "train")
-    indices = k_shot_indices(base, exp.shots, seed=exp.seed) if exp.shots else None
-    return LowResDataset(base, exp.resolution, train=True, seed=exp.seed, indices=indices)
+    indices = k_shot_indices(base, exp.shots, seed=exp.seed) if exp.shots else list(range(len(base)))
+    if prompted is None:
+        from adaptsam.registry import adapters
+
+        prompted = bool(getattr(adapters.get(exp.adapter), "uses_prompts", True))
+    skipped = 0
+    if prompted:
+        indices, skipped = _with_objects(base, indices)
+    dataset = LowResDataset(base, exp.resolution, train=True, seed=exp.seed, indices=indices)
+    dataset.skipped_images = skipped
+    return dataset
+
+
+def _with_objects(base: Any, indices: list[int]) -> tuple[list[int], int]:
+    import warnings
+
+    from adaptsam.data.prompts import present_classes
+
+    kept = [i for i in indices if present_classes(base.mask_at(i), base.foreground_classes)]
+    skipped = len(indices) - len(kept)
+    where = f"{base.name}/{base.split}"
+    if not kept:
+        from adaptsam.errors import DataError
+
+        raise DataError(f"None of the {len(indices)} training images of {where} holds an object (every mask is "
+                        f"background or ignore): a prompted adapter has nothing to train on. Check the masks "
+                        f"(binary masks hold 0 and 255), or the labels.txt class indices.")
+    if skipped:
+        warnings.warn(f"{skipped} of {len(indices)} training images of {where} hold no object; they are left out "
+                      f"of prompted training.", UserWarning, stacklevel=3)
+    return kept, skipped
 
 
 def test_data(exp: Experiment) -> Any:
@@ -110,10 +190,11 @@ def run_experiment(exp: Experiment, out_dir: str | os.PathLike[str] | None = Non
     """Build (unless ``model`` is given), train, evaluate on the main process, and write results there."""
     context = context or DistContext()
     model = model or build_model(exp)
-    train_set = training_data(exp)
+    train_set = training_data(exp, prompted=model.uses_prompts)
     train_config = replace(exp.train, progress=exp.train.progress and progress)
     trained = fit(model, train_set, train_config, out_dir=out_dir if model.adapter is not None else None,
                   context=context)
+    trained.skipped_images = getattr(train_set, "skipped_images", 0)
     evaluation = None
     if context.is_main:
         evaluation = evaluate(model, test_data(exp), prompt=exp.prompt, progress=progress)

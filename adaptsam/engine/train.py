@@ -27,7 +27,27 @@ from adaptsam.engine.batches import check_prompt_mode, run_batch
 from adaptsam.engine.cache import EmbeddingCache
 from adaptsam.engine.distributed import DistContext, average_gradients
 from adaptsam.engine.losses import LossConfig, segmentation_loss
+from adaptsam.errors import ConfigError, DataError
 from adaptsam.model import SamModel
+
+
+def check_int(name: str, value: Any, minimum: int, *, hint: str = "") -> int:
+    """An integer option (bools and floats refused) of at least ``minimum``, or a ConfigError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"Expected {name} to be an integer >= {minimum}{' (' + hint + ')' if hint else ''}, "
+                          f"got {value!r}.")
+    return int(value)
+
+
+def check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = True, hint: str = "") -> float:
+    """A finite real option above (``strict``) or at least ``minimum``, or a ConfigError naming it."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) \
+        and math.isfinite(value) and (value > minimum if strict else value >= minimum)
+    if not ok:
+        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        raise ConfigError(f"Expected {name} to be a finite number {bound}{' (' + hint + ')' if hint else ''}, "
+                          f"got {value!r}.")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -56,13 +76,27 @@ class TrainConfig:
     wandb_project: str = "adaptsam"
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "grad_accum", "log_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < (0 if name == "steps" else 1):
-                raise ValueError(f"Expected a positive integer {name}, got {getattr(self, name)!r}.")
-        if self.lr <= 0 or self.adapter_lr <= 0:
-            raise ValueError(f"Learning rates must be > 0, got lr={self.lr}, adapter_lr={self.adapter_lr}.")
-        if not 0 <= self.warmup < 1:
-            raise ValueError(f"Expected warmup (a fraction of steps) in [0, 1), got {self.warmup}.")
+        check_int("steps", self.steps, 0, hint="optimiser steps; 0 evaluates the untrained adapter")
+        for name in ("batch_size", "grad_accum", "log_every"):
+            check_int(name, getattr(self, name), 1)
+        check_int("seed", self.seed, 0)
+        for name in ("lr", "adapter_lr"):
+            check_number(name, getattr(self, name), hint="a learning rate such as 1e-4")
+        check_number("weight_decay", self.weight_decay, strict=False)
+        check_number("grad_clip", self.grad_clip, strict=False, hint="0 turns clipping off")
+        if check_number("warmup", self.warmup, strict=False) >= 1:
+            raise ConfigError(f"Expected warmup (a fraction of steps) in [0, 1), got {self.warmup!r}.")
+        for name in ("grad_checkpointing", "progress", "wandb"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"Expected {name} to be true or false, got {getattr(self, name)!r}.")
+        for name in ("cache", "augment", "bf16"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"Expected {name} to be true, false or left out (automatic), got "
+                                  f"{getattr(self, name)!r}.")
+        if self.cache_dir is not None and not isinstance(self.cache_dir, (str, os.PathLike)):
+            raise ConfigError(f"Expected cache_dir to be a folder path, got {self.cache_dir!r}.")
+        if not isinstance(self.loss, LossConfig):
+            raise ConfigError(f"Expected loss to be a LossConfig (a mapping in YAML), got {self.loss!r}.")
         check_prompt_mode(self.prompt)
 
 
@@ -75,6 +109,8 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     cached: bool = False
     cache_misses: int = 0
+    skipped_batches: int = 0  # batches without any object to prompt (see _next_batch)
+    skipped_images: int = 0  # training images without any object, left out before training (experiment)
 
     @property
     def images_per_second(self) -> float:
@@ -83,7 +119,8 @@ class TrainResult:
     def to_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "seconds": self.seconds, "images_seen": self.images_seen,
                 "images_per_second": self.images_per_second, "final_loss": self.final_loss,
-                "cached": self.cached, "cache_misses": self.cache_misses, "history": self.history}
+                "cached": self.cached, "cache_misses": self.cache_misses, "skipped_batches": self.skipped_batches,
+                "skipped_images": self.skipped_images, "history": self.history}
 
 
 def parameter_groups(model: SamModel, config: TrainConfig) -> list[dict[str, Any]]:
@@ -181,9 +218,7 @@ def fit(model: SamModel, data: Any, config: TrainConfig | None = None, *,
                 optimiser.zero_grad(set_to_none=True)
                 losses = []
                 for _ in range(config.grad_accum):
-                    epoch, positions = next(draw)
-                    data.set_epoch(epoch)
-                    batch = default_collate([data[p] for p in context.shard(positions)])
+                    batch, positions = _next_batch(model, data, draw, context, result)
                     if cache is not None:
                         embeddings = cache.embeddings(batch["image"], batch["id"])
                     elif frozen_encoder:  # no graph through an encoder nothing in which trains
@@ -230,6 +265,28 @@ def fit(model: SamModel, data: Any, config: TrainConfig | None = None, *,
     if out_dir is not None and context.is_main:
         _save(model, out_dir)
     return result
+
+
+def _next_batch(model: SamModel, data: Any, draw: Iterator[tuple[int, list[int]]], context: DistContext,
+                result: TrainResult) -> tuple[dict[str, Any], list[int]]:
+    """The next batch that has something to prompt.
+
+    A prompted model gets one prompt per object, so a batch whose images hold no object (empty masks, or an
+    augmentation crop that cut the object out) has nothing to decode: it is skipped and counted in
+    ``result.skipped_batches``. When a whole epoch's worth of draws in a row is empty, no image is usable.
+    """
+    limit = max(1, len(data)) + 1
+    for _ in range(limit):
+        epoch, positions = next(draw)
+        data.set_epoch(epoch)
+        batch = default_collate([data[p] for p in context.shard(positions)])
+        if not model.uses_prompts or bool((batch["classes"] >= 0).any()):
+            return batch, positions
+        result.skipped_batches += 1
+    base = getattr(data, "base", data)
+    raise DataError(f"No training image of {getattr(base, 'name', 'the dataset')}/{getattr(base, 'split', '?')} at "
+                    f"R={getattr(data, 'resolution', '?')} holds an object to prompt ({limit} batches in a row were "
+                    f"empty): check that the masks are not all background, or use a prompt-free adapter.")
 
 
 def _save(model: SamModel, out_dir: str | os.PathLike[str]) -> Path:
