@@ -163,3 +163,10 @@ def test_ssf_refuses_to_unmerge_a_zero_scale():
 def test_bad_options_say_what_was_expected(adapter, cfg, message):
     with pytest.raises(ConfigError, match=message):
         build(adapter, **cfg)
+
+
+@pytest.mark.parametrize("adapter", ["ln_tuning", "attention_tuning"])
+def test_tuning_methods_add_no_inference_flops(adapter):
+    from adaptsam.bench.flops import inference_gflops
+
+    assert inference_gflops(build(adapter, "lite_medsam_test")) == inference_gflops(build("frozen", "lite_medsam_test"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adaptsam.adapters.base import Adapter, AdapterConfig, help_field, trainable_modules
+from adaptsam.bench.flops import ZERO, FlopContext, FlopCount
 from adaptsam.errors import ConfigError
 from adaptsam.model import SamModel
 
@@ -48,3 +49,7 @@ class AttentionTuningAdapter(Adapter):
             trainable_modules(*([site.qkv] if c.qkv else []), *([site.proj] if c.proj else []))
         if c.train_decoder:
             trainable_modules(model.mask_decoder)
+
+    def extra_flops(self, model: SamModel, context: FlopContext) -> FlopCount:
+        """Adds no work: the same layers, some of their tensors trained."""
+        return ZERO

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from adaptsam.adapters.base import Adapter, AdapterConfig, help_field
+from adaptsam.bench.flops import ZERO, FlopContext, FlopCount
 from adaptsam.errors import ConfigError
 from adaptsam.model import SamModel
 
@@ -61,3 +62,7 @@ class LnTuningAdapter(Adapter):
         for root in roots:
             for norm in normalisation_layers(root, batchnorm=c.batchnorm):
                 norm.requires_grad_(True)
+
+    def extra_flops(self, model: SamModel, context: FlopContext) -> FlopCount:
+        """Adds no work: the same layers, some of their tensors trained."""
+        return ZERO
