@@ -22,6 +22,7 @@ from adaptsam.model import SamModel
 
 if TYPE_CHECKING:
     from adaptsam.adapters.head import PromptFreeHead
+    from adaptsam.bench.flops import FlopContext, FlopCount
 
 CONFIG_FORMAT_VERSION = 1
 
@@ -117,6 +118,13 @@ class Adapter(ABC):
     def head(self, model: SamModel) -> PromptFreeHead | None:
         """The prompt-free head this adapter installed on ``model`` (see ``adaptsam.adapters.head``), or None:
         the model segments from user prompts. Prompt-free adapters override this and set ``uses_prompts = False``."""
+        return None
+
+    def extra_flops(self, model: SamModel, context: FlopContext) -> FlopCount | None:
+        """FLOPs per image this adapter adds to one forward of ``model`` as it stands (e.g. 0 once merged),
+        beyond the backbone's own layers, which ``adaptsam.bench.flops`` counts; ``context`` says how many
+        tokens each of those linears projects and each encoder block's grid. None (the default): unknown,
+        so the bench shows "n/a". Adapters that add no work return ``FlopCount(0.0, 0.0)``."""
         return None
 
     # -- merging -------------------------------------------------------------------------------------

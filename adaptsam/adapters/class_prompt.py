@@ -19,7 +19,8 @@ from torch import nn
 
 from adaptsam.adapters.base import Adapter, AdapterConfig, help_field, trainable_modules
 from adaptsam.adapters.head import PromptFreeHead
-from adaptsam.adapters.lora import TARGETS, inject_lora, merge_lora, unmerge_lora
+from adaptsam.adapters.lora import TARGETS, inject_lora, lora_flops, merge_lora, unmerge_lora
+from adaptsam.bench.flops import FlopContext, FlopCount
 from adaptsam.errors import DataError, IncompatibleError
 from adaptsam.model import Prompts, SamModel, SamOutput
 
@@ -131,3 +132,8 @@ class ClassPromptLoraAdapter(Adapter):
 
     def unmerge(self, model: SamModel) -> None:
         unmerge_lora(model)
+
+    def extra_flops(self, model: SamModel, context: FlopContext) -> FlopCount:
+        """The encoder LoRA's unmerged updates; the per-class decoder runs are the decoder's own count
+        (``context.decodes`` = classes)."""
+        return lora_flops(model, context)

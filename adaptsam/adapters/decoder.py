@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adaptsam.adapters.base import Adapter, AdapterConfig, help_field, trainable_modules
+from adaptsam.bench.flops import ZERO, FlopContext, FlopCount
 from adaptsam.model import SamModel
 
 
@@ -27,3 +28,7 @@ class DecoderAdapter(Adapter):
         trainable_modules(model.mask_decoder)
         if self.config.prompt_encoder:
             trainable_modules(model.prompt_encoder)
+
+    def extra_flops(self, model: SamModel, context: FlopContext) -> FlopCount:
+        """Adds no work: the same layers, the decoder's trained."""
+        return ZERO

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adaptsam.adapters.base import Adapter, AdapterConfig
+from adaptsam.bench.flops import ZERO, FlopContext, FlopCount
 from adaptsam.model import SamModel
 
 
@@ -18,6 +19,11 @@ class FrozenAdapter(Adapter):
 
     name = "frozen"
     config_class = FrozenConfig
+    trains_nothing = True  # no seed changes a zero-shot result: the bench runs it once for every seed
 
     def inject(self, model: SamModel) -> None:
         """Everything stays frozen."""
+
+    def extra_flops(self, model: SamModel, context: FlopContext) -> FlopCount:
+        """Adds no work to the backbone's pass."""
+        return ZERO

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adaptsam.adapters.base import Adapter, AdapterConfig
+from adaptsam.bench.flops import ZERO, FlopContext, FlopCount
 from adaptsam.model import SamModel
 
 
@@ -21,3 +22,7 @@ class FullAdapter(Adapter):
 
     def inject(self, model: SamModel) -> None:
         model.requires_grad_(True)
+
+    def extra_flops(self, model: SamModel, context: FlopContext) -> FlopCount:
+        """Adds no work: the same layers, all trained."""
+        return ZERO

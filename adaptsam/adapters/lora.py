@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from adaptsam.adapters.base import Adapter, AdapterConfig, help_field, trainable_modules
+from adaptsam.bench.flops import ZERO, FlopContext, FlopCount
 from adaptsam.errors import IncompatibleError
 from adaptsam.model import FusedSegment, SamModel
 
@@ -227,3 +228,24 @@ class LoraAdapter(Adapter):
 
     def unmerge(self, model: SamModel) -> None:
         unmerge_lora(model)
+
+    def extra_flops(self, model: SamModel, context: FlopContext) -> FlopCount:
+        return lora_flops(model, context)
+
+
+def lora_flops(model: SamModel, context: FlopContext) -> FlopCount:
+    """Unmerged updates cost x·Aᵀ then ·Bᵀ per part on every token the adapted linear projects (padding
+    tokens included in ``executed``, as for the linear itself); merged ones nothing. In a training step
+    B's product costs 3× (forward, B's and the input's gradients), A's 2× unless a gradient flows into x."""
+    total = ZERO
+    for linear, delta in lora_layers(model):
+        if delta.merged:
+            continue
+        tokens = context.linear_tokens(linear)
+        down = 3 if context.input_grad(linear) else 2  # A's gradient, and the input's when one flows there
+        for segment in delta.parts.values():
+            rows = linear.out_features if segment is None else segment.rows
+            a, b = 2.0 * delta.rank * linear.in_features, 2.0 * delta.rank * rows
+            total += FlopCount(tokens.executed * (a + b), tokens.useful * (a + b),
+                               tokens.executed * (down * a + 3 * b))
+    return total

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adaptsam.adapters.base import Adapter, AdapterConfig, help_field, trainable_modules
+from adaptsam.bench.flops import FlopContext, FlopCount, conv_flops, fft2_flops
 from adaptsam.model import PromptStage, SamModel
 
 
@@ -144,3 +145,23 @@ class SamAdapter(Adapter):
         trainable_modules(prompter)
         if c.train_decoder:
             trainable_modules(model.mask_decoder)
+
+    def extra_flops(self, model: SamModel, context: FlopContext) -> FlopCount:
+        """The FFT filter (forward + inverse per channel), and per stage the high-frequency patch embedding,
+        the embedding tune, and each block's tune + shared up-projection on the stage's real tokens."""
+        size = context.input_size
+        fft = 2 * fft2_flops(3, size, size)
+        total, training = fft, fft  # on the input image: no gradient
+        prompter = model.image_encoder.sam_adapter
+        for index, (stage, generator) in enumerate(zip(model.prompt_stages(), prompter.stages)):
+            height, width = context.block_grid(stage.blocks[0])
+            tokens = height * width
+            hidden = generator.embed_tune.out_features
+            hf_embed = conv_flops(generator.hf_embed, size)[0]
+            tune = 2.0 * tokens * stage.dim * hidden
+            blocks = len(stage.blocks) * 2.0 * tokens * (hidden * hidden + hidden * stage.dim)
+            total += hf_embed + tune + blocks
+            # trained: weight gradients everywhere; input gradients past the first trained product, and into
+            # a later stage's embedding (earlier stages' prompts flow through it)
+            training += 2 * hf_embed + (2 if index == 0 else 3) * tune + 3 * blocks
+        return FlopCount(total, total, training)
