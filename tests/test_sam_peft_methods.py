@@ -170,3 +170,13 @@ def test_tuning_methods_add_no_inference_flops(adapter):
     from adaptsam.bench.flops import inference_gflops
 
     assert inference_gflops(build(adapter, "lite_medsam_test")) == inference_gflops(build("frozen", "lite_medsam_test"))
+
+
+@pytest.mark.parametrize("adapter", ["ssf", "fact"])
+def test_merged_methods_add_no_inference_flops(adapter):
+    from adaptsam.bench.flops import inference_gflops
+
+    model = build(adapter, "lite_medsam_test")
+    assert inference_gflops(model) is None  # unmerged work is not counted
+    adaptsam.merge_adapter(model)
+    assert inference_gflops(model) == inference_gflops(build("frozen", "lite_medsam_test"))

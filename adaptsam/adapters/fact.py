@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from adaptsam.adapters.base import Adapter, AdapterConfig, help_field, trainable_modules
+from adaptsam.bench.flops import ZERO, FlopContext, FlopCount
 from adaptsam.errors import ConfigError, IncompatibleError
 from adaptsam.model import FusedSegment, SamModel
 
@@ -195,3 +196,7 @@ class FactAdapter(Adapter):
             if delta.merged:
                 delta.merge_into(linear, -1.0)
                 delta.merged = False
+
+    def extra_flops(self, model: SamModel, context: FlopContext) -> FlopCount | None:
+        """Merged: no work beyond the backbone's layers. Unmerged: not counted (None: the bench shows n/a)."""
+        return ZERO if all(delta.merged for _, delta in fact_layers(model)) else None

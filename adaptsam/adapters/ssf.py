@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from adaptsam.adapters.base import Adapter, AdapterConfig, help_field, trainable_modules
+from adaptsam.bench.flops import ZERO, FlopContext, FlopCount
 from adaptsam.errors import ConfigError, IncompatibleError
 from adaptsam.model import SamModel
 
@@ -143,3 +144,7 @@ class SsfAdapter(Adapter):
         for module, ssf in ssf_layers(model):
             if ssf.merged:
                 ssf.unmerge_from(module)
+
+    def extra_flops(self, model: SamModel, context: FlopContext) -> FlopCount | None:
+        """Merged: no work beyond the backbone's layers. Unmerged: not counted (None: the bench shows n/a)."""
+        return ZERO if all(delta.merged for _, delta in ssf_layers(model)) else None
