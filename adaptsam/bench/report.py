@@ -196,7 +196,7 @@ def write_markdown(store: ResultStore, rows: list[Row], entries: list[Entry], pl
 
 
 def write_report(out: str | os.PathLike[str]) -> Path:
-    """Write results.csv, the plots and report.md from ``out``'s store; returns report.md's path."""
+    """Write results.csv, the plots, report.html and report.md from ``out``'s store; returns report.md's path."""
     from adaptsam.bench.plots import write_plots
 
     out = Path(out)
@@ -210,4 +210,7 @@ def write_report(out: str | os.PathLike[str]) -> Path:
         entries = aggregate(rows)
         write_csv(rows, out / "results.csv")
         plots = write_plots(entries, out)
+        from adaptsam.bench.html_report import report_model, write_html  # report.html: same rows, same plots
+
+        write_html(report_model(store, rows, entries), plots, out / "report.html")
         return write_markdown(store, rows, entries, plots, out / "report.md")
