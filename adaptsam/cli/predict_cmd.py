@@ -28,6 +28,7 @@ Outputs in --out DIR:
                           masks/<image>.png holding class indices)
   overlays/<image>.png    the image with masks filled and outlined in one colour each, prompts drawn
   summary.json            per mask: area (pixels), score (predicted IoU), class, kept (after NMS); failures
+  coco_results.json       with --format coco: the kept masks as COCO RLE results (+ coco_images.json)
 
 An image that cannot be read or has no prompt entry is reported by name and skipped; the others are
 processed, and the command then exits with status 1 saying how many failed.
@@ -48,6 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "glob patterns")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     parser.add_argument("--prompts", metavar="FILE", help="JSON prompts file (see above); not for class prompts")
+    parser.add_argument("--format", choices=("png", "coco"), default="png",
+                        help="coco: also write coco_results.json (COCO RLE results of the PNG masks) and "
+                             "coco_images.json (its images, for pycocotools' COCO().loadRes); needs pycocotools")
     model = parser.add_argument_group("model (without WEIGHTS: the zero-shot backbone)")
     model.add_argument("--backbone", help="backbone name, e.g. lite_medsam (with WEIGHTS: must match the file)")
     model.add_argument("--policy", help="resolution policy (default native without WEIGHTS)")
@@ -106,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(weights, backbone=args.backbone, policy=args.policy, resolution=args.resolution,
                        checkpoint=args.checkpoint, device=args.device)
     result = predict_paths(Predictor(model, config), inputs, args.out, args.prompts, describe_model(model, weights))
+    if args.format == "coco":
+        from adaptsam.coco_results import write_coco_results
+
+        write_coco_results(args.out)
     total = result.processed + len(result.failures)
     for _, message in result.failures:
         print(f"adaptsam predict: failed: {message}", file=sys.stderr)
