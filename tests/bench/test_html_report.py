@@ -39,6 +39,13 @@ HARNESS = """<script>
     out.before = dice();
     table.querySelector("th[data-key=dice]").click();
     out.after = dice();
+    var box = document.querySelector("input.filter");
+    box.value = "lora";
+    box.dispatchEvent(new Event("input"));
+    out.shown = Array.prototype.filter.call(table.querySelectorAll("tbody.entry"),
+                                            function (b) { return b.style.display !== "none"; }).length;
+    box.value = "";
+    box.dispatchEvent(new Event("input"));
     out.resources = performance.getEntriesByType("resource").map(function (e) { return e.name; });
     var pre = document.createElement("pre");
     pre.id = "harness";
@@ -138,7 +145,7 @@ def _run_chromium(page: Path, proxy: _Proxy, *args: str) -> str:
 
 @pytest.mark.slow
 def test_report_in_headless_chromium(bench_out, tmp_path):
-    """Click the Dice header: rows re-order (ascending); no request leaves the page; a screenshot is saved."""
+    """Click the Dice header: rows re-order (ascending); the filter hides rows; no request leaves the page."""
     html = (bench_out / "report.html").read_text()
     head = html.index("<meta name=\"viewport\"")  # right after the CSP meta, before anything could load
     page = tmp_path / "report-under-test.html"
@@ -160,6 +167,7 @@ def test_report_in_headless_chromium(bench_out, tmp_path):
         assert len(before) == 2 and len(set(before)) > 1, before  # distinct Dice, so order can change
         assert before == sorted(before, reverse=True)  # opens ranked by Dice
         assert after == sorted(before) and after != before  # one click: ascending
+        assert result["shown"] == 1  # the filter box keeps the one LoRA row
         assert result["violations"] == [] and result["resources"] == []
         screenshot = tmp_path / "report.png"
         _run_chromium(page, proxy, f"--screenshot={screenshot}", "--window-size=1400,1500",
