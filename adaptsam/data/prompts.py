@@ -4,17 +4,68 @@ Coordinates are pixel indices of the mask they come from (x = column, y = row), 
 MedSAM's boxes: a box ``[x0, y0, x1, y1]`` holds the extreme pixels of the class, inclusive. Pixels equal
 to ``IGNORE_INDEX`` never belong to a class. Prompts are always computed from the mask *after*
 degradation and augmentation, so they agree with what the model sees.
+
+Mapping prompts between resolutions happens here and only here (:func:`map_boxes`, :func:`map_points`;
+docs/conventions.md): a box maps to the pixels it *covers* at the other resolution, a point to the same
+pixel centre. Multiplying by the scale instead maps a box's last pixel to the first of its s sub-pixels and
+loses s−1 pixels at the right and bottom (3 px at R=64 → 256), which cost LiteMedSAM 0.02 Dice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, TypeVar
 
 import numpy as np
 
 from adaptsam.data.types import IGNORE_INDEX
 
 POINT_MODES = ("center", "random")
+
+Coords = TypeVar("Coords")  # a numpy array or a torch tensor; the mappings keep the type
+
+
+def _xy_scale(coords: Any, scale_x: Any, scale_y: Any) -> Any:
+    """(…, 2) scales [sx, sy] broadcastable against ``coords[..., :2]``; scalars or per-image arrays."""
+    if hasattr(coords, "new_tensor"):  # torch
+        import torch
+
+        sx = torch.as_tensor(scale_x, dtype=coords.dtype, device=coords.device)
+        sy = torch.as_tensor(scale_y, dtype=coords.dtype, device=coords.device)
+        sx, sy = torch.broadcast_tensors(sx, sy)
+        return torch.stack([sx, sy], dim=-1)
+    sx, sy = np.broadcast_arrays(np.asarray(scale_x, np.float64), np.asarray(scale_y, np.float64))
+    return np.stack([sx, sy], axis=-1)
+
+
+def map_points(points: Coords, scale_x: Any, scale_y: Any | None = None) -> Coords:
+    """Points ``[..., 2]`` (x, y pixel indices, or sub-pixel positions) at one resolution → the same
+    positions at a resolution ``scale`` times larger: pixel centres stay pixel centres, ``(x+0.5)·s−0.5``.
+
+    ``scale_x``/``scale_y`` are scalars or arrays broadcastable to ``points.shape[:-1]`` (per image: shape
+    B×1×1 for B×K×N×2 points); ``scale_y`` defaults to ``scale_x``.
+    """
+    s = _xy_scale(points, scale_x, scale_x if scale_y is None else scale_y)
+    return (points + 0.5) * s - 0.5
+
+
+def map_boxes(boxes: Coords, scale_x: Any, scale_y: Any | None = None) -> Coords:
+    """Boxes ``[..., 4]`` (x0, y0, x1, y1; extreme pixels inclusive, see :func:`box_from_mask`) at one
+    resolution → the pixels they cover at a resolution ``scale`` times larger:
+    ``[x0·s, y0·s, (x1+1)·s−1, (y1+1)·s−1]``.
+
+    For an integer s this is exactly the bounding box of the nearest-upsampled mask. Going down (s < 1)
+    a one-pixel box may cover less than a pixel; the far corner is then kept at the near one, so the box
+    never turns inside out. Scales as in :func:`map_points`.
+    """
+    s = _xy_scale(boxes, scale_x, scale_x if scale_y is None else scale_y)
+    low = boxes[..., :2] * s
+    high = (boxes[..., 2:] + 1) * s - 1
+    if hasattr(boxes, "new_tensor"):
+        import torch
+
+        return torch.cat([low, torch.maximum(high, low)], dim=-1)
+    return np.concatenate([low, np.maximum(high, low)], axis=-1)
 
 def _class_pixels(mask: np.ndarray, cls: int) -> np.ndarray:
     if cls == IGNORE_INDEX:

@@ -51,18 +51,21 @@ def prompts_for_slots(batch: dict[str, Any], slots: torch.Tensor, mode: str, dev
 
 def run_batch(model: SamModel, batch: dict[str, Any], *, prompt: str = "box",
               embeddings: torch.Tensor | None = None) -> MaskBatch:
-    """Encode (unless ``embeddings`` are given, e.g. from the cache), decode, and pair masks with targets."""
+    """Encode (unless ``embeddings`` are given, e.g. from the cache, computed with the batch's ``valid_hw``),
+    decode, and pair masks with targets."""
     device = model.device
     masks = batch["mask"].to(device)
+    valid_hw = batch.get("valid_hw")  # content size, for policies that frame it (upsample, framing=stretch)
     if embeddings is None:
-        embeddings = model.encode(batch["image"].to(device))
+        embeddings = model.encode(batch["image"].to(device), valid_hw)
     head = model.head
     if head is None:
         classes = batch["classes"].to(device)
         slots = classes >= 0
         image = torch.arange(classes.shape[0], device=device)[:, None].expand_as(classes)[slots]
         mask_classes = classes[slots]
-        out = model.decode(embeddings[image], prompts_for_slots(batch, slots, prompt, device))
+        out = model.decode(embeddings[image], prompts_for_slots(batch, slots, prompt, device),
+                           valid_hw=None if valid_hw is None else valid_hw.to(device)[image])
         logits, iou = out.logits[:, 0], out.iou[:, 0]
     else:
         out = head(model, embeddings)

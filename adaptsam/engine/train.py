@@ -223,7 +223,7 @@ def fit(model: SamModel, data: Any, config: TrainConfig | None = None, *,
                         embeddings = cache.embeddings(batch["image"], batch["id"])
                     elif frozen_encoder:  # no graph through an encoder nothing in which trains
                         with torch.no_grad():
-                            embeddings = model.encode(batch["image"].to(model.device))
+                            embeddings = model.encode(batch["image"].to(model.device), batch.get("valid_hw"))
                     else:
                         embeddings = None
                     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):

@@ -15,8 +15,9 @@ from adaptsam.policies.base import ResolutionPolicy, set_prompt_grid
 class NativePolicy(ResolutionPolicy):
     """Run at R×R: position embeddings interpolated, token grids from the input; 4–16× cheaper than upsample.
 
-    ``match_window`` (SAM ViT only) gives windowed blocks the divisor of the token grid closest to the design
-    window, so a 16×16 grid is not padded to 28×28 for 14×14 windows.
+    ``match_window`` gives windowed blocks the divisor of their token grid closest to the trained window, so
+    a 16×16 grid is not padded to 28×28 for 14×14 windows: SAM ViT's windowed blocks, and every TinyViT
+    stage (MobileSAM, LiteMedSAM; attention biases re-indexed, see ``backbones/_tinyvit``).
     """
 
     name = "native"
@@ -30,8 +31,8 @@ class NativePolicy(ResolutionPolicy):
                 f"native runs {model.info.name} on a token grid of R/{model.patch_stride}, so R must be a multiple "
                 f"of {model.patch_stride}; got {resolution} (nearest: {low} or {low + model.patch_stride}).")
         if self.match_window and not hasattr(model.image_encoder, "design_window_size"):
-            raise IncompatibleError(f"match_window applies to SAM ViT encoders with windowed attention; "
-                                    f"{model.info.name} has none.")
+            raise IncompatibleError(f"match_window applies to encoders with windowed attention (SAM ViT, "
+                                    f"TinyViT); {model.info.name} has none.")
 
     def configure(self, model: SamModel, resolution: int) -> None:
         if self.match_window:
