@@ -52,7 +52,12 @@ def check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A fixed training budget and how to spend it."""
+    """A fixed training budget and how to spend it.
+
+    Every value is validated here (a :class:`ConfigError` naming the option otherwise). Learning rates and
+    other real numbers given as text that is a number (YAML reads ``lr: 1e-4`` as the string "1e-4") are
+    taken as that number.
+    """
 
     steps: int = 200
     batch_size: int = 4
@@ -76,6 +81,13 @@ class TrainConfig:
     wandb_project: str = "adaptsam"
 
     def __post_init__(self) -> None:
+        for name in ("lr", "adapter_lr", "weight_decay", "warmup", "grad_clip"):
+            value = getattr(self, name)
+            if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as text: take text that is a number
+                try:
+                    object.__setattr__(self, name, float(value))
+                except ValueError:
+                    pass  # check_number names it below
         check_int("steps", self.steps, 0, hint="optimiser steps; 0 evaluates the untrained adapter")
         for name in ("batch_size", "grad_accum", "log_every"):
             check_int(name, getattr(self, name), 1)
