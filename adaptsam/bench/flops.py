@@ -132,9 +132,10 @@ def _trains(module: nn.Module | None) -> bool:
     return module is not None and any(p.requires_grad for p in module.parameters())
 
 
-def _hooked(module: nn.Module) -> bool:
-    """An adapter hooked this module (forward or pre-forward hook): its output may carry trained work."""
-    return bool(module._forward_hooks or module._forward_pre_hooks)
+def _hooked(block: nn.Module) -> bool:
+    """An adapter hooked this encoder block's input: assumed to add trained work there (SAM-Adapter's prompts;
+    a hook that only reads, like Conv-LoRA's grid recorder, makes the training count a little high)."""
+    return bool(block._forward_pre_hooks)
 
 
 @dataclass
@@ -193,7 +194,7 @@ class _Tally:
         """A product with ``module``'s weight: its gradient if it trains, the input's if a gradient flows in;
         returns whether the output carries a gradient."""
         self.add(flops, int(module.weight.requires_grad) + int(flow))
-        return flow or _trains(module) or _hooked(module)
+        return flow or _trains(module)
 
     def product(self, flops: FlopCount, *flows: bool) -> bool:
         """A product of activations: one backward product per operand that carries a gradient."""
@@ -202,6 +203,7 @@ class _Tally:
 
     def linear(self, layer: nn.Linear, tokens: FlopCount | float, flow: bool) -> bool:
         tokens = tokens if isinstance(tokens, FlopCount) else _same(float(tokens))
+        flow = flow or bool(layer._forward_pre_hooks)  # an adapter adds (trained) work to its input
         seen = self.context.tokens.get(id(layer))
         self.context.tokens[id(layer)] = tokens if seen is None else seen + tokens
         self.context.grads[id(layer)] = flow or self.context.grads.get(id(layer), False)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from adaptsam.adapters.base import Adapter, AdapterConfig, help_field, trainable_modules
+from adaptsam.bench.flops import ZERO, FlopContext, FlopCount
 from adaptsam.errors import IncompatibleError
 from adaptsam.model import AttentionSite, SamModel
 from adaptsam_convlora.grid import RECORDERS
@@ -94,3 +95,26 @@ class ConvLoraAdapter(Adapter):
 
     def unmerge(self, model: SamModel) -> None:
         raise IncompatibleError("Conv-LoRA is never merged, so there is nothing to unmerge.")
+
+    def extra_flops(self, model: SamModel, context: FlopContext) -> FlopCount:
+        """Per adapted qkv: A on every token it projects, the gate, the chosen experts' 3×3 convolutions on the
+        real grid (upsampled ×s), and the up-projection (to all of qkv's rows). Which experts run depends on
+        the image: counted as the ``top_k`` most expensive ones, an upper bound. Training: 3× everything but
+        A, which is 2× unless a gradient flows into the block."""
+        total = ZERO
+        sites = model.attention_sites()
+        for stage in model.prompt_stages():
+            for block in stage.blocks:
+                qkv = _site_of(block, sites).qkv
+                delta = qkv.conv_lora
+                tokens = context.linear_tokens(qkv)
+                height, width = context.block_grid(block)
+                rank, mixture = delta.rank, delta.mixture
+                down, up = 2.0 * rank * qkv.in_features, 2.0 * rank * qkv.out_features
+                experts = sorted((2.0 * 9 * rank * rank * (e.scale * height) * (e.scale * width)
+                                  for e in mixture.experts), reverse=True)[:mixture.top_k]
+                grid = sum(experts) + 2.0 * rank * mixture.gate.out_features
+                into = 3 if context.input_grad(qkv) else 2
+                total += FlopCount(tokens.executed * (down + up) + grid, tokens.useful * (down + up) + grid,
+                                   tokens.executed * (into * down + 3 * up) + 3 * grid)
+        return total

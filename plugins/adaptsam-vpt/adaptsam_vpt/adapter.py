@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from adaptsam.adapters.base import Adapter, AdapterConfig, help_field, trainable_modules
+from adaptsam.bench.flops import ZERO, FlopContext, FlopCount
 from adaptsam.errors import IncompatibleError
 from adaptsam.model import AttentionSite, SamModel
 from adaptsam_vpt.prompts import BlockPrompts, VptPrompts, add_readout, read_prompts
@@ -67,8 +68,7 @@ class VptAdapter(Adapter):
     def inject(self, model: SamModel) -> None:
         c = self.config
         sites = model.attention_sites()
-        blocks = [block for stage in model.prompt_stages() for block in (stage.blocks if c.deep else
-                                                                         stage.blocks[:1])]
+        blocks = self._prompted_blocks(model)
         if not blocks:
             raise IncompatibleError(f"{model.info.name}'s encoder lists no blocks to prompt (prompt_stages() is "
                                     f"empty).")
@@ -85,3 +85,25 @@ class VptAdapter(Adapter):
         trainable_modules(container)
         if c.train_decoder:
             trainable_modules(model.mask_decoder)
+
+    def _prompted_blocks(self, model: SamModel) -> list[nn.Module]:
+        return [block for stage in model.prompt_stages() for block in (stage.blocks if self.config.deep else
+                                                                       stage.blocks[:1])]
+
+    def extra_flops(self, model: SamModel, context: FlopContext) -> FlopCount:
+        """Per prompted block: the T prompt tokens through the frozen qkv (once per call: shared by the batch),
+        then every token's query against the prompts' keys and values (padding tokens: executed, not useful).
+        Training: the prompts' projection 2× (their gradient, not the frozen weight's), the read-out 3×, the
+        scores 2× plus the queries' gradient when one flows into the block."""
+        total = ZERO
+        sites = model.attention_sites()
+        for block, prompts in zip(self._prompted_blocks(model), model.image_encoder.vpt.blocks):
+            qkv = _site_of(block, sites).qkv
+            tokens, count = context.linear_tokens(qkv), prompts.tokens.shape[0]
+            project = 2.0 * count * qkv.in_features * qkv.out_features / context.batch
+            scores, read = 2.0 * count * prompts.q.rows, 2.0 * count * prompts.v.rows
+            per_token = scores + read
+            into = 3 if context.input_grad(qkv) else 2
+            total += FlopCount(project + tokens.executed * per_token, project + tokens.useful * per_token,
+                               2 * project + tokens.executed * (into * scores + 3 * read))
+        return total

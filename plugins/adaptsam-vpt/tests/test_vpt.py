@@ -130,3 +130,25 @@ def test_short_training_beats_frozen():
                                   adapter_cfg={"train_decoder": False})
     fit(model, train, TrainConfig(steps=8, batch_size=2, adapter_lr=5e-2, augment=False, progress=False))
     assert evaluate(model, test, progress=False).mean_dice > baseline + 0.03
+
+
+@pytest.mark.parametrize("backbone, policy", [(b, "native") for b in BACKBONES] + [("vit_test", "upsample")])
+def test_declared_flops_match_flop_counter(backbone, policy):
+    """The extra_flops hook makes the bench's GFLOPs columns exact: inference and a training step."""
+    from adaptsam.bench.flops import flop_counter, model_flops, training_gflops_per_step
+
+    images = torch.rand(2, 3, 64, 64)
+    boxes = torch.tensor([[16.0, 16.0, 48.0, 48.0]]).repeat(2, 1)
+    model = build(backbone, policy, tokens=3)
+    open_gates(model)
+    model.eval().requires_grad_(False)
+    with flop_counter() as counter, torch.no_grad():
+        model(images, boxes=boxes)
+    flops = model_flops(model, 2)
+    assert flops.adapter.executed > 0
+    assert flops.total.executed == pytest.approx(counter.get_total_flops() / 2, rel=0.01)
+    model = build(backbone, policy, tokens=3).train()
+    with flop_counter() as counter:
+        out = model(images, boxes=boxes)
+        (out.logits.sum() + out.iou.sum()).backward()
+    assert training_gflops_per_step(model, 2) * 1e9 == pytest.approx(counter.get_total_flops(), rel=0.01)
