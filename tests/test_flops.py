@@ -151,6 +151,8 @@ def test_class_prompts_decode_once_per_class():
     three = model_flops(_build("vit_test", "native", {}, "class_prompt_lora", {"classes": (1, 2, 3)}), 2)
     assert three.decodes == 3 and three.decoder.executed == pytest.approx(3 * one.decoder.executed)
     assert three.encoder == one.encoder
+    empty = model_flops(_build("vit_test", "native", {}, "class_prompt_lora", {}), 2)  # before setup: no class yet
+    assert empty.decodes == 0 and empty.decoder.executed == 0
 
 
 def test_window_padding_is_executed_not_useful():

@@ -395,7 +395,7 @@ def _decoder_attention(tally: _Tally, attn: nn.Module, q_tokens: float, kv_token
     q = tally.linear(attn.q_proj, q_tokens, q_flow)
     k = tally.linear(attn.k_proj, kv_tokens, kv_flow)
     v = tally.linear(attn.v_proj, kv_tokens, kv_flow)
-    product = _same(2.0 * q_tokens * kv_tokens * attn.internal_dim / decodes)  # each run attends within itself
+    product = _same(2.0 * q_tokens * kv_tokens * attn.internal_dim / max(decodes, 1))  # each run attends in itself
     scores = tally.product(product, q, k)
     out = tally.product(product, scores, v)
     return tally.linear(attn.out_proj, q_tokens, out)
