@@ -73,6 +73,15 @@ class ConfigError(AdaptsamError, ValueError):
     option and the value, says what was expected and how to fix it. The CLI prints it as one line, exit 2."""
 
 
+class BusyError(AdaptsamError, RuntimeError):
+    """A resource another process holds (a bench's output folder); the message names the holder."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where a long command is (as KeyboardInterrupt is for SIGINT) so it can put its work back
+    in order — the bench returns the running cell to pending and writes its report — before exiting 143."""
+
+
 def format_list(items: Iterable[str], limit: int = 8) -> str:
     """``a, b, c and 12 more``: keeps error messages readable when hundreds of keys differ."""
     items = list(items)

@@ -9,6 +9,7 @@ alone: folding deletes the BatchNorm layers, so the copy is for inference only a
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
@@ -53,3 +54,28 @@ def for_inference(model: SamModel, *, channels_last: bool = True) -> SamModel:
     fast.train = _refuse_training.__get__(fast)  # type: ignore[method-assign]
     fast.inference_only = True
     return fast
+
+
+def graph_signature(model: SamModel, batch: int) -> str:
+    """What an inference copy computes, as a short hash: module types, parameter and buffer shapes, policy and
+    its options, R, batch, and whether prompts are decoded. Two copies with one signature run the same
+    graph, so the bench times it once and both cells share the figure (decoder tuning changes no module or
+    shape; a merged LoRA update is part of the base weights and its own, idle, module is left out)."""
+    import hashlib
+    import json
+
+    parts: list[Any] = []
+    skipped: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(prefix + ".") for prefix in skipped):
+            continue
+        if getattr(module, "adapter_owned", False) and getattr(module, "merged", False):
+            skipped.append(name)
+            continue
+        tensors = [(n, tuple(t.shape), str(t.dtype)) for n, t in
+                   [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)] if t is not None]
+        parts.append((name, type(module).__module__ + "." + type(module).__qualname__, tensors))
+    policy = model.policy.to_dict() if model.policy is not None else None
+    identity = {"modules": parts, "policy": policy, "resolution": model.resolution, "batch": batch,
+                "prompts": model.uses_prompts}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,8 +1,11 @@
 """Executors run cells and hand each result to the driver, which alone writes the store.
 
-``local`` runs cells one after another in this process. ``ray`` submits each cell as a Ray task (on an
-existing cluster with ``address``, or a local instance) with its CPU/GPU needs; results come back to the
-driver as they finish.
+``local`` runs cells one after another, each in a fresh worker process of its own
+(:mod:`adaptsam.bench.worker`): its memory figures are its own, and a cell that segfaults or is killed is one
+failed row naming the signal. Cells whose parts were registered in this process only (decorator
+registration in a notebook or test) run here instead, since a worker could not find them. ``ray`` submits
+each cell as a Ray task (on an existing cluster with ``address``, or a local instance) with its CPU/GPU
+needs, one fresh Ray worker process per task; results come back to the driver as they finish.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from adaptsam.bench.runner import run_cell
+from adaptsam.bench.cell import CACHE_FOLDER, run_cell
 from adaptsam.bench.spec import Cell
 from adaptsam.bench.store import CellResult, ResultStore
+from adaptsam.bench.worker import WorkerDied, run_isolated
 
 OnResult = Callable[[Cell, CellResult], None]
 
@@ -25,10 +29,34 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="bench", unit="cell", disable=not enabled, dynamic_ncols=True)
 
 
+def in_process_parts(cell: Cell) -> bool:
+    """Whether any part of ``cell`` was registered in this process only (no distribution provides it)."""
+    from adaptsam import registry
+
+    names = {"backbone": cell.backbone, "adapter": cell.adapter, "policy": cell.policy}
+    if cell.dataset in registry.datasets.names():
+        names["dataset"] = cell.dataset
+    return any(registry.REGISTRIES[kind].entry(name).origin == "<in-process>" for kind, name in names.items())
+
+
+def run_one(cell: Cell, out: Path, *, isolate: bool = True) -> CellResult:
+    """One cell, in a worker process of its own when it can be; a worker that dies is a failed row."""
+    cache_dir = Path(out) / CACHE_FOLDER
+    if not isolate or in_process_parts(cell):
+        return run_cell(cell, out, cache_dir=cache_dir)
+    try:
+        return run_isolated(run_cell, cell, out, cache_dir=cache_dir, isolated=True)
+    except WorkerDied as exc:
+        return CellResult(cell.key, "failed", error=f"{exc} (out of memory, a crash in native code, or killed)")
+
+
 class LocalExecutor:
-    """Cells one after another in this process (the default)."""
+    """Cells one after another, each in a fresh worker process (the default)."""
 
     name = "local"
+
+    def __init__(self, isolate: bool = True):
+        self.isolate = isolate
 
     def run(self, cells: list[Cell], store: ResultStore, out: Path, *, progress: bool = True,
             on_result: OnResult | None = None) -> None:
@@ -36,7 +64,7 @@ class LocalExecutor:
             for cell in cells:
                 bar.set_description(cell.label)
                 store.claim(cell.key)
-                result = run_cell(cell, out)
+                result = run_one(cell, out, isolate=self.isolate)
                 store.finish(result)
                 if on_result:
                     on_result(cell, result)
@@ -47,7 +75,7 @@ def _remote_cell(canonical: dict[str, Any], out: str, threads: int) -> CellResul
     import torch
 
     torch.set_num_threads(threads)
-    return run_cell(Cell.from_canonical(canonical), out)
+    return run_cell(Cell.from_canonical(canonical), out, cache_dir=Path(out) / CACHE_FOLDER, isolated=True)
 
 
 class RayExecutor:
@@ -75,7 +103,8 @@ class RayExecutor:
             else:
                 options["num_cpus"] = self.num_cpus or os.cpu_count()
             ray.init(**options)
-        task = ray.remote(num_cpus=self.cpus_per_cell, num_gpus=self.gpus_per_cell)(_remote_cell)
+        # max_calls=1: a fresh worker process per cell, so its memory figures are its own
+        task = ray.remote(num_cpus=self.cpus_per_cell, num_gpus=self.gpus_per_cell, max_calls=1)(_remote_cell)
         pending = {}
         try:
             for cell in cells:

@@ -1,49 +1,38 @@
-"""Measurements of a trained cell: inference throughput, parameters, peak memory, environment.
+"""Measurements of a trained cell that are not speed: peak memory per phase, and the environment.
 
-Throughput follows timm's benchmark: eval mode, ``inference_mode``, warm-up iterations, then timed ones at
-a fixed batch; the median gives images/s and the spread gives p50/p95 batch latency. The model is timed as
-it would be deployed: an inference copy (:func:`adaptsam.inference.for_inference`: adapter merged,
-BatchNorm folded, channels-last convolutions). Peak memory is CUDA's max-allocated on GPU; on CPU a
-sampling thread reads the process's resident set (``/proc/self/statm``) and reports the peak above the
-level at the start of the cell.
+Speed lives in :mod:`adaptsam.bench.timing` (one timing phase per bench). Peak memory is measured per phase,
+above the level at the phase's start, so the model's own weights are not counted and the figure is the
+phase's working memory (activations, gradients, optimiser state):
+
+- **CUDA**: the caching allocator's ``max_memory_allocated`` (reset at the phase's start).
+- **CPU**: the kernel's high-water mark of the resident set (``VmHWM`` in ``/proc/self/status``, reset at the
+  phase's start through ``/proc/self/clear_refs``) of the cell's own worker process. Two things make it
+  repeatable: the bench runs each cell in a fresh process, so no earlier cell's leftovers are in it; and
+  the worker fixes glibc's mmap threshold (:func:`fix_allocator`), so every tensor of 128 KiB or more is
+  mapped on allocation and returned on free — without that, glibc's sliding threshold keeps freed blocks
+  resident and a phase's peak depends on what ran before it in the process.
+  Where ``clear_refs`` is not writable, a sampling thread reads the resident set every 5 ms instead.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import gc
 import os
 import platform
 import subprocess
 import threading
-import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from adaptsam.inference import for_inference
 from adaptsam.model import SamModel
 
-
-@dataclass(frozen=True)
-class Throughput:
-    images_per_s: float
-    latency_p50_ms: float
-    latency_p95_ms: float
-    batch: int
-    iterations: int
-    threads: int
-    merged: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+MMAP_THRESHOLD = 128 * 1024
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter numbers
+_M_TRIM_THRESHOLD = -1
 
 
 def sample_inputs(model: SamModel, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,62 +44,80 @@ def sample_inputs(model: SamModel, batch: int, seed: int = 0) -> tuple[torch.Ten
     return images.to(model.device), boxes.to(model.device)
 
 
-def measure_throughput(model: SamModel, batch: int = 4, *, warmup: int = 1, iterations: int = 10,
-                       min_iterations: int = 3, budget_s: float = 8.0, seed: int = 0) -> Throughput:
-    """Images per second of the full forward (encoder + prompt encoder + decoder) at the model's R.
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
 
-    After ``warmup`` untimed passes, timed passes run until ``min_iterations`` are done and ``budget_s``
-    seconds are spent, or ``iterations`` are done: fast models get many samples, slow ones (upsampling to
-    1024) don't spend minutes being timed.
-    """
-    images, boxes = sample_inputs(model, batch, seed)
-    merged = bool(model.adapter is not None and model.adapter.supports_merge)
-    fast = for_inference(model)
-    times = []
-    with torch.inference_mode():
-        for i in range(warmup + iterations):
-            _sync(model.device)
-            start = time.perf_counter()
-            fast(images, boxes=boxes) if fast.uses_prompts else fast(images)
-            _sync(model.device)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-                if len(times) >= min_iterations and sum(times) >= budget_s:
-                    break
-    del fast
-    seconds = np.asarray(times)
-    return Throughput(images_per_s=float(batch / np.median(seconds)),
-                      latency_p50_ms=float(np.percentile(seconds, 50) * 1000),
-                      latency_p95_ms=float(np.percentile(seconds, 95) * 1000), batch=batch, iterations=len(times),
-                      threads=torch.get_num_threads(), merged=merged)
+
+def fix_allocator() -> bool:
+    """In a worker process of its own: a fixed mmap threshold (freed tensors leave the resident set at once).
+    Returns whether glibc took it (other C libraries: nothing to do)."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD,
+                                                                                       MMAP_THRESHOLD))
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _reset_high_water_mark() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def _rss_bytes() -> int:
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
+    kb = _status_kb("VmRSS")
+    if kb is not None:
+        return kb * 1024
+    import resource
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class PeakMemory:
-    """``with PeakMemory(device) as peak: ...`` then ``peak.megabytes``: the peak above the starting level."""
+    """``with PeakMemory(device) as peak: ...`` then ``peak.megabytes``: the phase's peak above its start, on the
+    device the model lives on; ``peak.method`` says how it was read."""
 
     def __init__(self, device: torch.device | str = "cpu", interval: float = 0.005):
         self.device = torch.device(device)
         self.interval = interval
         self.megabytes = 0.0
+        self.method = ""
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self._peak = 0
 
     def __enter__(self) -> PeakMemory:
+        gc.collect()
         if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
+            self.method = "CUDA max_memory_allocated above the phase's start"
+            return self
+        libc = _libc()
+        if libc is not None and hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+        self._start = self._peak = _rss_bytes()
+        if _reset_high_water_mark() and _status_kb("VmHWM") is not None:
+            self.method = "peak resident set (VmHWM) above the phase's start, one worker process per cell"
         else:
-            self._start = self._peak = _rss_bytes()
+            self.method = "resident set sampled every 5 ms, above the phase's start"
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
@@ -121,12 +128,28 @@ class PeakMemory:
 
     def __exit__(self, *exc: object) -> None:
         if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
             peak = torch.cuda.max_memory_allocated(self.device)
-        else:
+        elif self._thread is not None:
             self._stop.set()
             self._thread.join()
             peak = max(self._peak, _rss_bytes())
+        else:
+            peak = (_status_kb("VmHWM") or 0) * 1024
         self.megabytes = max(0, peak - self._start) / 2**20
+
+
+def inference_memory(model: SamModel, batch: int) -> float:
+    """Peak working memory (MB) of one forward pass of the deployed copy at ``batch``: the copy is built
+    before the phase starts, so its weights are not counted."""
+    from adaptsam.inference import for_inference
+
+    fast = for_inference(model)
+    images, boxes = sample_inputs(fast, batch)
+    with PeakMemory(model.device) as peak, torch.inference_mode():
+        fast(images, boxes=boxes) if fast.uses_prompts else fast(images)
+    del fast
+    return peak.megabytes
 
 
 @functools.lru_cache(maxsize=1)

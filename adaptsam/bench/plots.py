@@ -10,6 +10,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from adaptsam.bench.stats import pareto_front
 
 POLICY_MARKERS = {"native": "o", "upsample": "s"}
@@ -79,6 +81,7 @@ def _scatter_figure(entries: list[Any], path: Path, x_of: Any, title: str, xlabe
     colours, markers = _styles(entries)
     fig, axes, groups = _panels(entries)
     for ax, (dataset, group) in zip(axes, groups):
+        group = [e for e in group if np.isfinite(x_of(e))]  # e.g. cells not timed yet: no speed to draw
         points = [(x_of(e), e.dice[0]) for e in group]
         for entry, (x, _) in zip(group, points):
             _scatter(ax, entry, x, colours, markers)
@@ -91,9 +94,18 @@ def _scatter_figure(entries: list[Any], path: Path, x_of: Any, title: str, xlabe
         ax.grid(alpha=0.3)
         _legend(ax, group, colours, markers)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path)
     plt.close(fig)
     return path
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Atomic: a reader (or a second ``report``) never sees half a PNG."""
+    import os
+
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    tmp.replace(path)
 
 
 def dice_vs_speed(entries: list[Any], path: Path) -> Path:
@@ -128,7 +140,7 @@ def dice_vs_resolution(entries: list[Any], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path)
     plt.close(fig)
     return path
 

@@ -2,9 +2,12 @@
 
 Per dataset, configurations are ranked by per-image mean Dice (mean over seeds, with a 95% interval), with
 the zero-shot (``frozen``) row of the same backbone/policy/R as the reference: the gain over it is marked
-*n.s.* when a paired bootstrap over the test images can't tell it from noise, and rows whose interval
-overlaps the best row's are marked ≈. Speed is shown relative to the ``upsample`` policy. Backbones with
-random weights are marked † in every table and drawn hollow in every plot.
+*n.s.* when a bootstrap over seeds and test images together can't tell it from noise, and rows whose
+interval overlaps the best row's are marked ≈. Speed comes from the bench's timing phase (every distinct
+inference graph timed together in interleaved rounds; cells with one graph share one figure): images/s and
+the speed ratio to a reference graph taken within each round, with its spread. Memory is the peak of the
+training phase and of one inference pass, each above its start. GFLOPs are analytic. Backbones with random
+weights are marked † in every table and drawn hollow in every plot.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from adaptsam.bench.runner import STORE_NAME
-from adaptsam.bench.stats import bootstrap_interval, paired_difference, seed_interval, within_noise
-from adaptsam.bench.store import ResultStore, Row
+from adaptsam.bench.classes_report import class_tables
+from adaptsam.bench.stats import bootstrap_interval, paired_seed_image_difference, seed_interval, within_noise
+from adaptsam.bench.store import STORE_NAME, ResultStore, Row
 
 CSV_COLUMNS = ("backbone", "adapter", "policy", "resolution", "dataset", "shots", "seed", "status", "mean_dice",
-               "mean_iou", "images_per_s", "latency_p50_ms", "latency_p95_ms", "trainable_params", "total_params",
-               "adapter_bytes", "peak_mem_mb", "train_s", "eval_s", "backbone_pretrained", "adapter_name",
-               "key", "error")
+               "mean_iou", "images_per_s", "speed_ratio", "speed_ratio_min", "speed_ratio_max", "reference",
+               "rounds", "graph", "latency_p50_ms", "latency_p95_ms", "gflops_executed", "gflops_useful",
+               "train_gflops_per_step", "trainable_params", "total_params", "adapter_bytes", "train_mem_mb",
+               "infer_mem_mb", "cache_hits", "cache_misses", "train_s", "eval_s", "seed_invariant",
+               "backbone_pretrained", "adapter_name", "key", "error")
 UNTRAINED_MARK = "†"
 
 
@@ -44,10 +49,22 @@ class Entry:
     rows: list[Row] = field(default_factory=list)
 
     def metric(self, name: str) -> float:
-        return float(np.mean([r.metrics[name] for r in self.rows]))
+        """Mean over seeds of a stored metric or, for speed figures, of the timing phase's (nan when absent)."""
+        values = [_value(r, name) for r in self.rows]
+        values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return float(np.mean(values)) if values else float("nan")
+
+    @property
+    def speed(self) -> dict[str, Any]:
+        """The timing phase's figures (shared by every seed: one graph)."""
+        return next((r.speed for r in self.rows if r.speed), {})
 
     def timing(self, name: str) -> float:
         return float(np.mean([r.timings.get(name, np.nan) for r in self.rows]))
+
+    @property
+    def per_image_by_seed(self) -> list[dict[str, float]]:
+        return [{item["id"]: item["dice"] for item in r.metrics.get("per_image", [])} for r in self.rows]
 
     @property
     def per_image(self) -> dict[str, float]:
@@ -75,6 +92,10 @@ class Entry:
         return self.backbone, self.adapter, self.resolution, self.dataset, self.shots
 
 
+def _value(row: Row, name: str) -> Any:
+    return row.metrics[name] if name in row.metrics else row.speed.get(name)
+
+
 def _cell_value(row: Row, column: str) -> Any:
     cfg, m, t = row.config, row.metrics, row.timings
     values = {"backbone": cfg["backbone"], "adapter": row.cell.adapter_display, "adapter_name": cfg["adapter"],
@@ -83,11 +104,11 @@ def _cell_value(row: Row, column: str) -> Any:
               "train_s": t.get("train_s"), "eval_s": t.get("eval_s"),
               "backbone_pretrained": m.get("backbone_pretrained", cfg.get("pretrained")),
               "error": (row.error or "").splitlines()[0] if row.error else ""}
-    return values[column] if column in values else m.get(column)
+    return values[column] if column in values else _value(row, column)
 
 
 def write_csv(rows: list[Row], path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = _temp_path(path)
     with open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
@@ -124,15 +145,27 @@ def _fmt_bytes(value: float) -> str:
     return f"{value:.1f} GB"
 
 
+def _fmt_number(value: float | None, spec: str, unit: str = "") -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:{spec}}{unit}"
+
+
+def speed_cell(entry: Entry) -> str:
+    """``12.3×`` with the per-round spread, against the reference the timing phase chose for this cell."""
+    speed = entry.speed
+    if "speed_ratio" not in speed:
+        return "not timed"
+    return f"{speed['speed_ratio']:.2f}× ({speed['speed_ratio_min']:.2f}–{speed['speed_ratio_max']:.2f})"
+
+
 def dataset_table(entries: list[Entry]) -> list[str]:
     """Markdown table of one dataset's entries, ranked by Dice."""
     references = {e.reference_key(): e for e in entries if e.adapter_name == "frozen"}
-    upsample = {e.speed_key(): e for e in entries if e.policy == "upsample"}
     ranked = sorted(entries, key=lambda e: -e.dice[0])
     best_low = ranked[0].dice[1] if ranked else 0.0
     lines = ["| # | backbone | adapter | policy | R | shots | Dice (95% CI) | Δ vs zero-shot | IoU | images/s | "
-             "× vs upsample | trainable params | adapter file | peak mem | train s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "× vs reference (round spread) | GFLOPs/img | trainable params | adapter file | train mem | "
+             "infer mem | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rank, entry in enumerate(ranked, 1):
         dice, low, high = entry.dice
         near_best = "≈ " if rank > 1 and high >= best_low else ""
@@ -142,19 +175,38 @@ def dataset_table(entries: list[Entry]) -> list[str]:
         elif reference is None:
             delta = "–"
         else:
-            diff = paired_difference(entry.per_image, reference.per_image)
+            diff = paired_seed_image_difference(entry.per_image_by_seed, reference.per_image_by_seed)
             value = entry.dice[0] - reference.dice[0]
             delta = f"{value:+.3f}" + (" n.s." if within_noise(diff) else "")
-        speed_ref = upsample.get(entry.speed_key())
-        speedup = f"{entry.metric('images_per_s') / speed_ref.metric('images_per_s'):.1f}×" if speed_ref else "–"
-        seeds = f" ({len(entry.rows)} seeds)" if len(entry.rows) > 1 else ""
+        seeds = f" ({len(entry.rows)} seeds)" if len(entry.rows) > 1 else (
+            " (seed-invariant)" if entry.rows[0].metrics.get("seed_invariant") else "")
         lines.append(
             f"| {rank} | {entry.name} | {entry.adapter} | {entry.policy} | {entry.resolution} | "
             f"{entry.shots or 'all'} | {near_best}{dice:.3f} [{low:.3f}, {high:.3f}]{seeds} | {delta} | "
-            f"{entry.metric('mean_iou'):.3f} | {entry.metric('images_per_s'):.2f} | {speedup} | "
+            f"{entry.metric('mean_iou'):.3f} | {_fmt_number(entry.speed.get('images_per_s'), '.2f')} | "
+            f"{speed_cell(entry)} | {_fmt_number(entry.metric('gflops_executed'), '.2f')} | "
             f"{_fmt_int(entry.metric('trainable_params'))} | {_fmt_bytes(entry.metric('adapter_bytes'))} | "
-            f"{entry.metric('peak_mem_mb'):.0f} MB | {entry.timing('train_s'):.1f} |")
+            f"{_fmt_number(entry.metric('train_mem_mb'), '.0f', ' MB')} | "
+            f"{_fmt_number(entry.metric('infer_mem_mb'), '.0f', ' MB')} | {entry.timing('train_s'):.1f} |")
     return lines
+
+
+def timing_note(store: ResultStore, rows: list[Row]) -> list[str]:
+    """What the speed columns mean in this report: which timing run, how many rounds, which references."""
+    run = store.latest_timing_run()
+    if run is None:
+        return ["Speed: not timed yet (the timing phase runs after the cells; rerun `adaptsam bench` on this "
+                "folder to time it)."]
+    speeds = [r.speed for r in rows if r.speed]
+    graphs = {s["graph"] for s in speeds}
+    refs = sorted({s["reference"] for s in speeds})
+    machine = run["machine"]
+    return [f"Speed: timing run {run['run_id']} on {machine.get('device', '?')} ({machine.get('threads', '?')} "
+            f"threads): {len(graphs)} distinct inference graphs for {len(speeds)} cells, timed together in "
+            f"{run['config'].get('rounds', '?')} interleaved rounds after {run['config'].get('warmup', '?')} "
+            f"warm-up pass(es); images/s is the median over rounds, and cells with one graph share one figure. "
+            f"The ratio is the cell's speed ÷ its reference's, taken within each round: median (min–max over "
+            f"rounds). References: {'; '.join(refs)}."]
 
 
 def write_markdown(store: ResultStore, rows: list[Row], entries: list[Entry], plots: list[Path], path: Path) -> Path:
@@ -174,12 +226,17 @@ def write_markdown(store: ResultStore, rows: list[Row], entries: list[Entry], pl
             "95% t-interval over seeds, or with one seed a bootstrap over test images. ≈: interval overlaps the "
             "best row's. n.s.: the paired bootstrap over test images can't separate it from zero-shot. "
             f"{UNTRAINED_MARK}: random-init backbone (untrained). images/s at a fixed batch on the inference copy "
-            "(adapter merged, BatchNorm folded, channels-last).", ""]
+            "(adapter merged, BatchNorm folded, channels-last).", "", *timing_note(store, rows), "",
+            f"Memory: {memory_method(rows)}; training = the whole training phase (gradients, optimiser state, "
+            "embedding caching), inference = one forward pass of the inference copy at the timing batch; model "
+            "weights are not counted. GFLOPs/img: analytic count of the inference copy (n/a where a part "
+            "declares none).", ""]
     by_dataset: dict[str, list[Entry]] = defaultdict(list)
     for entry in entries:
         by_dataset[entry.dataset].append(entry)
     for dataset, group in sorted(by_dataset.items()):
         out += [f"## {dataset}", "", *dataset_table(group), ""]
+    out += [class_tables(rows)]  # multi-class datasets: mIoU and per-class IoU (adaptsam.bench.classes_report)
     if plots:
         out += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     problems = [r for r in rows if r.status in ("failed", "skipped", "pending", "running")]
@@ -189,10 +246,20 @@ def write_markdown(store: ResultStore, rows: list[Row], entries: list[Entry], pl
             reason = (row.error or "").splitlines()[0] if row.error else ""
             out.append(f"| {row.label} | {row.status} | {reason.replace('|', '/')} |")
         out.append("")
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = _temp_path(path)
     tmp.write_text("\n".join(out))
     tmp.replace(path)
     return path
+
+
+def memory_method(rows: list[Row]) -> str:
+    methods = sorted({r.metrics["memory_method"] for r in rows if r.metrics.get("memory_method")})
+    return "; ".join(methods) if methods else "not measured"
+
+
+def _temp_path(path: Path) -> Path:
+    """A temp file next to ``path`` unique to this process, so two ``report`` calls never write one file."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 def write_report(out: str | os.PathLike[str]) -> Path:

@@ -76,6 +76,11 @@ class Cell:
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     @property
+    def seed_invariant(self) -> bool:
+        """No seed can change this cell's result (its adapter declares ``trains_nothing``): run once, serve all."""
+        return bool(getattr(registry.adapters.get(self.adapter), "trains_nothing", False))
+
+    @property
     def adapter_display(self) -> str:
         return AdapterChoice(self.adapter, self.adapter_cfg, self.adapter_label).display
 
@@ -125,6 +130,7 @@ class BenchSpec:
     exclude: tuple[Mapping[str, Any], ...] = ()
     name: str = "custom"
     note: str = ""
+    timing_rounds: int = 5  # interleaved rounds of the timing phase over every distinct graph (not in cell keys)
 
     def __post_init__(self) -> None:
         if self.prompt not in PROMPTS:
@@ -139,8 +145,13 @@ class BenchSpec:
         if isinstance(self.throughput_batch, bool) or not isinstance(self.throughput_batch, int) \
                 or self.throughput_batch < 1:
             raise ConfigError(f"Expected throughput_batch to be an integer >= 1, got {self.throughput_batch!r}.")
+        if isinstance(self.timing_rounds, bool) or not isinstance(self.timing_rounds, int) or self.timing_rounds < 1:
+            raise ConfigError(f"Expected timing_rounds to be an integer >= 1, got {self.timing_rounds!r}.")
         cell_fields = {f.name for f in fields(Cell)}
         for rule in self.exclude:
+            if not isinstance(rule, Mapping):
+                raise ConfigError(f"Expected each exclude rule to be a mapping such as {{adapter: lora, policy: "
+                                  f"upsample}}, got {rule!r}.")
             unknown = sorted(set(rule) - cell_fields)
             if unknown:
                 raise ConfigError(f"exclude rule {dict(rule)} names unknown fields {unknown}; use cell fields such as "
@@ -151,9 +162,6 @@ class BenchSpec:
     def cells(self) -> list[Cell]:
         out = []
         for backbone, adapter, policy, resolution, dataset, shots, seed in itertools.product(
-            if not isinstance(rule, Mapping):
-                raise ConfigError(f"Expected each exclude rule to be a mapping such as {{adapter: lora, policy: "
-                                  f"upsample}}, got {rule!r}.")
                 self.backbones, self.adapters, self.policies, self.resolutions, self.datasets, self.shots, self.seeds):
             cell = Cell(backbone=backbone, adapter=adapter.name, adapter_cfg=dict(adapter.cfg),
                         adapter_label=adapter.label, policy=policy, resolution=resolution, dataset=dataset,
@@ -162,13 +170,27 @@ class BenchSpec:
                         throughput_batch=self.throughput_batch, pretrained=self.pretrained)
             if not any(_matches(cell, rule) for rule in self.exclude):
                 out.append(cell)
-        return out
+        return _once_per_seed_invariant(out, self.seeds[0])
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
         values["adapters"] = [{"name": a.name, "cfg": dict(a.cfg), "label": a.label} for a in self.adapters]
         values["exclude"] = [dict(rule) for rule in self.exclude]
         return values
+
+
+def _once_per_seed_invariant(cells: list[Cell], first_seed: int) -> list[Cell]:
+    """Cells that no seed can change (nothing trains) run once, under the grid's first seed, and serve every
+    seed: three seeds of ``frozen`` would compute bit-identical results three times."""
+    out, seen = [], set()
+    for cell in cells:
+        if cell.seed_invariant:
+            cell = replace(cell, seed=first_seed)
+            if cell.key in seen:
+                continue
+            seen.add(cell.key)
+        out.append(cell)
+    return out
 
 
 def _matches(cell: Cell, rule: Mapping[str, Any]) -> bool:
@@ -214,28 +236,6 @@ def adapter_choices(values: Iterable[Any]) -> tuple[AdapterChoice, ...]:
     return tuple(out)
 
 
-def _datasets(values: Iterable[str]) -> tuple[str, ...]:
-    out = []
-    for value in values:
-        if value == "all":
-            out.extend(registry.datasets.names())
-        else:
-            out.append(value)
-    return tuple(out)
-
-
-def spec_from_mapping(values: Mapping[str, Any], base: BenchSpec | None = None) -> BenchSpec:
-    """Build a spec from YAML-like values on top of ``base`` (a preset); lists may also be comma strings."""
-    values = dict(values)
-    known = {f.name for f in fields(BenchSpec)} | {"preset"}
-    unknown = sorted(str(k) for k in set(values) - known)
-    if unknown:
-        raise ConfigError(f"Unknown bench keys {unknown}; expected some of {sorted(known)}.")
-    preset = values.pop("preset", None)
-    spec = base or (preset_spec(preset) if preset else BenchSpec())
-    changes: dict[str, Any] = {}
-    for key, value in values.items():
-        if value is None:
 def _check_adapter_cfg(name: str, cfg: Mapping[str, Any]) -> None:
     """Bad adapter options fail before the first cell runs (the config class says what is wrong)."""
     config_class = getattr(registry.adapters.get(name), "config_class", None)
@@ -260,6 +260,28 @@ def _ints(key: str, values: Iterable[Any], *, allow_all: bool = False) -> tuple[
     return tuple(out)
 
 
+def _datasets(values: Iterable[str]) -> tuple[str, ...]:
+    out = []
+    for value in values:
+        if value == "all":
+            out.extend(registry.datasets.names())
+        else:
+            out.append(value)
+    return tuple(out)
+
+
+def spec_from_mapping(values: Mapping[str, Any], base: BenchSpec | None = None) -> BenchSpec:
+    """Build a spec from YAML-like values on top of ``base`` (a preset); lists may also be comma strings."""
+    values = dict(values)
+    known = {f.name for f in fields(BenchSpec)} | {"preset"}
+    unknown = sorted(str(k) for k in set(values) - known)
+    if unknown:
+        raise ConfigError(f"Unknown bench keys {unknown}; expected some of {sorted(known)}.")
+    preset = values.pop("preset", None)
+    spec = base or (preset_spec(preset) if preset else BenchSpec())
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
             continue
         listed = _as_list(value)
         if key == "backbones":
@@ -290,6 +312,10 @@ def _ints(key: str, values: Iterable[Any], *, allow_all: bool = False) -> tuple[
     return replace(spec, **changes)
 
 
+_SCALARS = ("steps", "batch_size", "lr", "adapter_lr", "prompt", "eval_limit", "throughput_batch", "pretrained",
+            "name", "note", "timing_rounds")
+
+
 def _as_list(value: Any) -> list[Any]:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
@@ -317,10 +343,6 @@ def spec_from_yaml(path: str | os.PathLike[str], base: BenchSpec | None = None) 
 def default_dataset() -> tuple[str, str]:
     """kvasir_seg when ``$ADAPTSAM_DATA`` holds it, else the built-in synthetic set; and a sentence saying so."""
     root = os.environ.get("ADAPTSAM_DATA")
-_SCALARS = ("steps", "batch_size", "lr", "adapter_lr", "prompt", "eval_limit", "throughput_batch", "pretrained",
-            "name", "note", "timing_rounds")
-
-
     if root and (Path(root) / "kvasir_seg" / "splits").is_dir():
         return "kvasir_seg", f"data: kvasir_seg from $ADAPTSAM_DATA={root}"
     why = "ADAPTSAM_DATA is not set" if not root else f"no kvasir_seg under ADAPTSAM_DATA={root}"
@@ -336,22 +358,26 @@ def preset_spec(name: str) -> BenchSpec:
 
 
 def quick() -> BenchSpec:
-    """About 9 minutes on 2 CPU cores: real LiteMedSAM at R=64 and 128, zero-shot vs decoder-only vs LoRA,
-    native vs upsample, 16-shot training for 40 steps, the first 30 test images (as the reference figures).
+    """Minutes on 2 CPU cores: real LiteMedSAM at R=64 and 128, zero-shot vs decoder-only vs LoRA + decoder vs
+    SAM-Adapter, native vs upsample, 16-shot training for 40 steps, 3 seeds, the first 30 test images (as the
+    reference figures).
 
     LoRA here also fine-tunes the mask decoder (the SAMed recipe): on 16 kvasir images and 40 steps, LoRA on
     the encoder alone stays at the zero-shot Dice (0.876 vs 0.876 at R=64) while LoRA + decoder gains 0.03.
-    LoRA runs at R=64 only and never under upsample: its backward pass through the encoder costs minutes per
-    cell at 128 and more at 256 (the full preset has every combination).
+    LoRA and SAM-Adapter train through the encoder, so they run at native R=64 only: their backward pass costs
+    minutes per cell at 128 and more under upsample (the full preset has every combination). ``frozen`` runs
+    once (no seed changes it); frozen-encoder embeddings are shared on disk by every cell.
     """
     dataset, note = default_dataset()
+    through_encoder = ("lora", "sam_adapter")
     return BenchSpec(
         name="quick", note=note, backbones=("lite_medsam",),
         adapters=(AdapterChoice("frozen"), AdapterChoice("decoder"),
-                  AdapterChoice("lora", {"train_decoder": True}, "lora+decoder")),
-        policies=("native", "upsample"), resolutions=(64, 128), datasets=(dataset,), shots=(16,), seeds=(0,),
+                  AdapterChoice("lora", {"train_decoder": True}, "lora+decoder"), AdapterChoice("sam_adapter")),
+        policies=("native", "upsample"), resolutions=(64, 128), datasets=(dataset,), shots=(16,), seeds=(0, 1, 2),
         steps=40, batch_size=4, eval_limit=30, throughput_batch=4,
-        exclude=({"adapter": "lora", "policy": "upsample"}, {"adapter": "lora", "resolution": 128},
+        exclude=(*({"adapter": a, "policy": "upsample"} for a in through_encoder),
+                 *({"adapter": a, "resolution": 128} for a in through_encoder),
                  {"policy": "upsample", "resolution": 128}),
     )
 
@@ -368,4 +394,19 @@ def full() -> BenchSpec:
     )
 
 
-PRESETS = {"quick": quick, "full": full}
+def fewshot() -> BenchSpec:
+    """Few-shot semantic segmentation without prompts on CamVid (11 classes): LoRA + one stored prompt per class
+    vs two methods that train nothing (PerSAM, nearest class prototype), real LiteMedSAM, native R ∈ {64, 128},
+    k ∈ {1, 4, 16} shots per class, prompt none, 100 steps, seeds 0-2 for the trained one (the training-free ones
+    declare ``trains_nothing`` and run once), the first 60 test images; the report adds mIoU and per-class IoU.
+    Run time on 2 CPU cores: not measured as a whole; one class_prompt_lora cell at R=128, 16 shots, 200 steps
+    took about 23 minutes on a shared 2-core machine (see the issue 19 note), so expect hours."""
+    return BenchSpec(
+        name="fewshot", note="data: camvid from $ADAPTSAM_DATA", backbones=("lite_medsam",),
+        adapters=(AdapterChoice("class_prompt_lora"), AdapterChoice("persam"), AdapterChoice("prototype")),
+        policies=("native",), resolutions=(64, 128), datasets=("camvid",), shots=(1, 4, 16), seeds=(0, 1, 2),
+        steps=100, batch_size=4, eval_limit=60, throughput_batch=4, prompt="none",
+    )
+
+
+PRESETS = {"quick": quick, "full": full, "fewshot": fewshot}

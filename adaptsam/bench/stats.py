@@ -3,7 +3,9 @@
 With several seeds a cell's Dice is the mean over seeds ± a 95% t-interval. With one seed the interval is a
 percentile bootstrap over the test images' per-image Dice. Two configurations evaluated on the same images
 are compared with a paired bootstrap of the per-image differences: if its 95% interval contains 0, the
-difference is within noise.
+difference is within noise. With several seeds, :func:`paired_seed_image_difference` resamples seeds and
+test images together (a two-level bootstrap), so "n.s." accounts for seed-to-seed spread as well as for
+which images happened to be in the test set.
 """
 
 from __future__ import annotations
@@ -45,6 +47,31 @@ def paired_difference(a: dict[str, float], b: dict[str, float], seed: int = 0) -
     if not common:
         return None
     return bootstrap_interval([a[k] - b[k] for k in common], seed)
+
+
+def paired_seed_image_difference(a: Sequence[dict[str, float]], b: Sequence[dict[str, float]],
+                                 seed: int = 0) -> tuple[float, float, float] | None:
+    """Mean and bootstrap interval of mean(a) − mean(b), where each side is a list of per-seed {image: Dice}
+    maps: every resample draws the shared test images with replacement (paired: both sides score the same
+    images) and, independently per side, its seeds with replacement. None when the sides share no image."""
+    if not a or not b:
+        return None
+    common = sorted(set.intersection(*(set(m) for m in [*a, *b])))
+    if not common:
+        return None
+    table_a = np.array([[m[k] for k in common] for m in a])  # seeds × images
+    table_b = np.array([[m[k] for k in common] for m in b])
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, len(common), size=(RESAMPLES, len(common)))
+    seeds_a = rng.integers(0, len(a), size=(RESAMPLES, len(a)))
+    seeds_b = rng.integers(0, len(b), size=(RESAMPLES, len(b)))
+    diffs = np.empty(RESAMPLES)
+    for i in range(RESAMPLES):
+        mean_a = table_a[seeds_a[i]][:, images[i]].mean()
+        mean_b = table_b[seeds_b[i]][:, images[i]].mean()
+        diffs[i] = mean_a - mean_b
+    low, high = np.quantile(diffs, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    return float(table_a.mean() - table_b.mean()), float(low), float(high)
 
 
 def within_noise(interval: tuple[float, float, float] | None) -> bool:

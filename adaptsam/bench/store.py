@@ -3,21 +3,34 @@
 Every state change is one transaction (WAL journal, ``synchronous=FULL``), so a bench killed with
 ``kill -9`` leaves only whole rows: finished cells stay finished, and a cell that was running when the
 process died is simply run again on resume. Only the driver process writes (the Ray executor ships results
-back to it).
+back to it), and only one driver at a time: :class:`BenchLock` holds an exclusive ``flock`` on
+``OUT/.lock`` for the whole run, so a second bench on the same folder stops at once, naming the first.
+
+Speeds are stored apart from cells, per **timing run** (one per bench invocation that times): a timing run
+records the machine it ran on and is marked complete only when every graph was timed, and the report reads
+the latest complete one, so figures of two runs are never mixed in one table.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 import sqlite3
+import sys
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from adaptsam.bench.spec import Cell
+from adaptsam.errors import BusyError, DataError
+
+STORE_NAME = "results.sqlite"
+LOCK_NAME = ".lock"
 
 STATUSES = ("pending", "running", "done", "failed", "skipped")
 SCHEMA = """
@@ -35,7 +48,23 @@ CREATE TABLE IF NOT EXISTS cells (
     updated REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS timing_runs (
+    run_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('running', 'complete', 'abandoned')),
+    machine TEXT NOT NULL,
+    config TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL
+);
+CREATE TABLE IF NOT EXISTS speeds (
+    run_id TEXT NOT NULL REFERENCES timing_runs(run_id),
+    key TEXT NOT NULL REFERENCES cells(key),
+    figures TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
 """
+CELL_COLUMNS = {"key", "label", "config", "status", "metrics", "timings", "environment", "error", "attempts",
+                "created", "updated"}
 
 
 @dataclass
@@ -65,6 +94,7 @@ class Row:
     environment: dict[str, Any]
     error: str | None
     attempts: int
+    speed: dict[str, Any] = field(default_factory=dict)  # from the latest complete timing run, if it has this cell
 
     @property
     def cell(self) -> Cell:
@@ -77,10 +107,28 @@ class ResultStore:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and not self.path.is_file():
+            raise DataError(f"{self.path} is a folder, expected the bench's results store (an SQLite file); "
+                            f"remove it or choose another --out.")
         self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(SCHEMA)
+        try:
+            self._check_schema()
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise DataError(f"{self.path} is not an adaptsam results store ({exc}); expected the SQLite file an "
+                            f"adaptsam bench writes. Move it away or choose another --out.") from exc
+
+    def _check_schema(self) -> None:
+        """An existing database must be a bench store: other SQLite files are refused, never written into."""
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            return
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(cells)")} if "cells" in tables else set()
+        if not columns >= CELL_COLUMNS:
+            raise sqlite3.DatabaseError(f"it holds tables {sorted(tables)} but no adaptsam cells table")
 
     def close(self) -> None:
         self._conn.close()
@@ -135,6 +183,11 @@ class ResultStore:
         if keys is not None:
             wanted = set(keys)
             rows = [r for r in rows if r.key in wanted]
+        run = self.latest_timing_run()
+        if run is not None:
+            speeds = self.speeds(run["run_id"])
+            for row in rows:
+                row.speed = speeds.get(row.key, {})
         return rows
 
     def statuses(self) -> dict[str, str]:
@@ -147,6 +200,36 @@ class ResultStore:
     def meta(self, key: str, default: Any = None) -> Any:
         row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
+
+    # -- timing runs ------------------------------------------------------------------------------------
+
+    def start_timing_run(self, machine: dict[str, Any], config: dict[str, Any]) -> str:
+        """A new timing run (earlier unfinished ones are marked abandoned); returns its id."""
+        run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        with self._transaction() as conn:
+            conn.execute("UPDATE timing_runs SET status='abandoned' WHERE status='running'")
+            conn.execute("INSERT INTO timing_runs (run_id, status, machine, config, started) VALUES (?, 'running', ?, "
+                         "?, ?)", (run_id, json.dumps(machine, default=str), json.dumps(config), time.time()))
+        return run_id
+
+    def finish_timing_run(self, run_id: str, speeds: dict[str, dict[str, Any]]) -> None:
+        """Store every cell's speed and mark the run complete, in one transaction."""
+        with self._transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO speeds (run_id, key, figures) VALUES (?, ?, ?)",
+                             [(run_id, key, json.dumps(figures)) for key, figures in speeds.items()])
+            conn.execute("UPDATE timing_runs SET status='complete', finished=? WHERE run_id=?", (time.time(), run_id))
+
+    def latest_timing_run(self) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT run_id, machine, config, started, finished FROM timing_runs WHERE "
+                                 "status='complete' ORDER BY finished DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return {"run_id": row[0], "machine": json.loads(row[1]), "config": json.loads(row[2]), "started": row[3],
+                "finished": row[4]}
+
+    def speeds(self, run_id: str) -> dict[str, dict[str, Any]]:
+        return {k: json.loads(v) for k, v in
+                self._conn.execute("SELECT key, figures FROM speeds WHERE run_id=?", (run_id,))}
 
     @staticmethod
     def _row(r: tuple) -> Row:
@@ -169,3 +252,40 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+class BenchLock:
+    """``with BenchLock(out):`` — this process owns ``out``'s store until the block ends (``flock``, released by
+    the kernel when the process dies, so a killed bench never leaves a stale lock). The lock file names its
+    holder so the refusal can say who it is."""
+
+    def __init__(self, folder: str | os.PathLike[str]):
+        self.path = Path(folder) / LOCK_NAME
+        self._handle: Any = None
+
+    def __enter__(self) -> BenchLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise BusyError(f"{self.path.parent} is in use by another adaptsam bench ({holder}); wait for it to "
+                            f"finish, stop it, or give this bench another --out.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                     f"{' '.join(sys.argv[:6])}")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.seek(0)
+            self._handle.truncate()
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None

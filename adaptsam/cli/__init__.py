@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import warnings
 
-    from adaptsam.errors import AdaptsamError
+    from adaptsam.errors import AdaptsamError, Terminated
 
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
@@ -62,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("adaptsam: interrupted", file=sys.stderr)
             return 130
+        except Terminated:
+            print("adaptsam: terminated (SIGTERM); finished work is stored, run the command again to resume",
+                  file=sys.stderr)
+            return 143
 
 
 def _one_line(exc: BaseException) -> str:

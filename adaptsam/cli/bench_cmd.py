@@ -6,7 +6,7 @@ import argparse
 
 ORDER = 20
 GRID_FLAGS = ("backbones", "adapters", "policies", "resolutions", "data", "shots", "seeds", "steps", "batch_size",
-              "lr", "adapter_lr", "prompt", "eval_limit", "throughput_batch")
+              "lr", "adapter_lr", "prompt", "eval_limit", "throughput_batch", "timing_rounds")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     grid.add_argument("--prompt", choices=("box", "point", "box+point", "none"))
     grid.add_argument("--eval-limit", type=int, help="evaluate the first N test images")
     grid.add_argument("--throughput-batch", type=int)
+    grid.add_argument("--timing-rounds", type=int, help="interleaved rounds of the timing phase (default 5)")
     grid.add_argument("--random-init", action="store_true", help="random backbone weights (marked untrained)")
     run = parser.add_argument_group("running")
     run.add_argument("--out", default="bench-out", help="output folder (default: bench-out)")
@@ -51,9 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--wandb", action="store_true", help="log every cell to Weights & Biases (offline unless "
                                                            "WANDB_API_KEY/WANDB_MODE say otherwise)")
     run.add_argument("--no-progress", action="store_true")
-    parser.set_defaults(run=run_bench_command)
     run.add_argument("--download", action="store_true",
                      help="fetch missing official weights of the grid's backbones first (sha256-verified)")
+    parser.set_defaults(run=run_bench_command)
 
 
 def spec_from_args(args: argparse.Namespace):
@@ -72,13 +73,13 @@ def spec_from_args(args: argparse.Namespace):
 def run_bench_command(args: argparse.Namespace) -> int:
     from adaptsam.bench.executors import make_executor
     from adaptsam.bench.runner import STORE_NAME, run_bench
-
     from adaptsam.cli._options import check_out_dir, fetch_checkpoints
+
     spec = spec_from_args(args)
     cells = spec.cells()
-    print(f"adaptsam bench: preset {spec.name}, {len(cells)} cells → {args.out}")
     if not args.dry_run:  # a bench resumes in its folder: only a file or an uncreatable folder is refused
         check_out_dir(args.out, force=True)
+    print(f"adaptsam bench: preset {spec.name}, {len(cells)} cells → {args.out}")
     if spec.note:
         print(f"  {spec.note}")
     if args.dry_run:
@@ -93,8 +94,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
         for cell in cells:
             print(f"  {statuses.get(cell.key, 'new'):8} {cell.key}  {cell.label}")
         return 0
-    on_result = None
     fetch_checkpoints(spec.backbones, download=args.download and spec.pretrained)
+    on_result = None
     if args.wandb:
         from adaptsam.bench.tracking import WandbCellLogger
 

@@ -1,10 +1,12 @@
-"""Image embeddings of a frozen encoder, computed once per image and reused across epochs.
+"""Image embeddings of a frozen encoder, computed once per image and reused across epochs, cells and splits.
 
 When an adapter leaves the image encoder frozen (``frozen``, ``decoder``, class prompts without encoder
-LoRA), every training step would recompute the same embedding; a decoder step is tens of times cheaper
-than an encoder pass. Embeddings are keyed by image (dataset, split, id) and by everything that changes
-them (backbone, its checkpoint sha256 or init seed, policy, R), held in memory, and optionally also
-written to disk (atomically) under a folder such as the training output folder.
+LoRA), every training step and every evaluation would recompute the same embedding; a decoder step is tens
+of times cheaper than an encoder pass. An embedding is keyed by **what determines it**: the bytes of the
+image tensor the encoder sees (a content hash, so two folders that share a name never share embeddings, and
+one image reached through two datasets or splits is encoded once), and the model side — backbone, its
+checkpoint sha256 (or random-init seed), policy with its options, R. Held in memory, and optionally on disk
+(atomic writes, one file per embedding) under a folder shared by every cell of a bench.
 """
 
 from __future__ import annotations
@@ -19,41 +21,62 @@ import torch
 from adaptsam.model import SamModel
 
 
-class EmbeddingCache:
-    """``cache.embeddings(batch)`` → B×C×h×w, computing only the images not seen before."""
+def model_identity(model: SamModel) -> str:
+    """A short hash of everything on the model side that changes a frozen encoder's output."""
+    info = model.info
+    weights = info.checkpoint_sha256 or f"init-seed-{getattr(model, 'init_seed', 0)}"
+    identity = {"backbone": info.name, "weights": weights, "pretrained": info.pretrained,
+                "resolution": model.resolution, "policy": model.policy.to_dict() if model.policy else None}
+    return hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def __init__(self, model: SamModel, *, dataset_name: str, split: str,
-                 directory: str | os.PathLike[str] | None = None):
-        info = model.info
-        weights = info.checkpoint_sha256 or f"init-seed-{getattr(model, 'init_seed', 0)}"
-        identity = {"backbone": info.name, "weights": weights, "resolution": model.resolution,
-                    "policy": model.policy.to_dict() if model.policy else None, "dataset": dataset_name,
-                    "split": split}
+
+def content_hash(image: torch.Tensor) -> str:
+    """sha1 of one image tensor's dtype, shape and bytes (what the encoder is fed)."""
+    tensor = image.detach().to("cpu").contiguous()
+    digest = hashlib.sha1(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+    digest.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+class EmbeddingCache:
+    """``cache.embeddings(images, ids)`` → B×C×h×w, computing only the images not seen before.
+
+    ``ids`` are kept for the interface (callers pass their batch ids) but do not key anything: the image
+    content does. ``hits`` / ``misses`` count images served from memory or disk vs encoded.
+    """
+
+    def __init__(self, model: SamModel, *, directory: str | os.PathLike[str] | None = None):
         self.model = model
-        self.prefix = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        self.prefix = model_identity(model)
         self.directory = Path(directory) if directory is not None else None
         self._memory: dict[str, torch.Tensor] = {}
         self.hits = self.misses = 0
 
-    def _key(self, image_id: str) -> str:
-        return f"{self.prefix}-{hashlib.sha1(image_id.encode()).hexdigest()[:16]}"
+    def _key(self, image: torch.Tensor) -> str:
+        return f"{self.prefix}-{content_hash(image)}"
 
     def _from_disk(self, key: str) -> torch.Tensor | None:
         if self.directory is None:
             return None
         path = self.directory / f"{key}.pt"
-        return torch.load(path, weights_only=True) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return torch.load(path, weights_only=True)
+        except (OSError, RuntimeError, EOFError):  # a file another process is still renaming, or truncated
+            return None
 
     def _to_disk(self, key: str, embedding: torch.Tensor) -> None:
         if self.directory is None:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.directory / f".{key}.{os.getpid()}.tmp"
-        torch.save(embedding, tmp)
+        torch.save(embedding.clone(), tmp)
         tmp.replace(self.directory / f"{key}.pt")
 
-    def embeddings(self, images: torch.Tensor, ids: list[str]) -> torch.Tensor:
-        keys = [self._key(i) for i in ids]
+    def embeddings(self, images: torch.Tensor, ids: list[str] | None = None,
+                   valid_hw: torch.Tensor | None = None) -> torch.Tensor:
+        keys = [self._key(image) for image in images]
         todo = []
         for position, key in enumerate(keys):
             if key not in self._memory:
@@ -64,14 +87,15 @@ class EmbeddingCache:
                     self._memory[key] = stored
         if todo:
             with torch.no_grad():
-                fresh = self.model.encode(images[todo].to(self.model.device)).detach()
+                fresh = self.model.encode(images[todo].to(self.model.device),
+                                          None if valid_hw is None else valid_hw[todo]).detach()
             for position, embedding in zip(todo, fresh):
-                self._memory[keys[position]] = embedding
-                self._to_disk(keys[position], embedding.cpu())
+                self._memory[keys[position]] = embedding.to("cpu")
+                self._to_disk(keys[position], embedding.to("cpu"))
         self.misses += len(todo)
         self.hits += len(keys) - len(todo)
         device = self.model.device
-        return torch.stack([self._memory[key].to(device) for key in keys])
+        return torch.stack([self._memory[key] for key in keys]).to(device)
 
     @property
     def size(self) -> int:

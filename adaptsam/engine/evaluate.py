@@ -59,6 +59,15 @@ def dice_iou(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> t
     return dice.float(), iou.float()
 
 
+def _pooled(counts: np.ndarray) -> dict[str, float]:
+    """Dataset-level Dice and IoU of one class (its pixels pooled over the scored images): the mIoU convention
+    of semantic segmentation, beside the per-image means; ``true_pixels`` 0 = the class is absent from the truth."""
+    inter, pred, true = (int(x) for x in counts)
+    union = pred + true - inter
+    return {"pooled_dice": 2 * inter / (pred + true) if pred + true else 1.0,
+            "pooled_iou": inter / union if union else 1.0, "true_pixels": true}
+
+
 class _Scores:
     """Accumulates (image, class) scores and the pooled torchmetrics state."""
 
@@ -70,10 +79,13 @@ class _Scores:
         self.f1 = BinaryF1Score(ignore_index=IGNORE_INDEX, sync_on_compute=False)
         self.jaccard = BinaryJaccardIndex(ignore_index=IGNORE_INDEX, sync_on_compute=False)
         self.rows: list[tuple[str, int, float, float]] = []  # (image id, class, dice, iou)
+        self.pooled: dict[int, np.ndarray] = {}  # class -> pixels (intersection, predicted, true) over the set
 
     def add(self, ids: list[str], image: torch.Tensor, classes: torch.Tensor, pred: torch.Tensor,
             target: torch.Tensor, valid: torch.Tensor) -> None:
         dice, iou = dice_iou(pred, target, valid)
+        for c, *counts in zip(classes.tolist(), *(x.tolist() for x in _counts(pred, target, valid))):
+            self.pooled[int(c)] = self.pooled.get(int(c), np.zeros(3, np.int64)) + counts
         labels = torch.where(valid, target.long(), torch.full_like(target, IGNORE_INDEX, dtype=torch.long))
         self.f1.update(pred.long().cpu(), labels.cpu())
         self.jaccard.update(pred.long().cpu(), labels.cpu())
@@ -89,7 +101,7 @@ class _Scores:
         images = [{"id": k, "dice": float(np.mean([d for d, _ in v])), "iou": float(np.mean([j for _, j in v]))}
                   for k, v in per_image.items()]
         classes = {self._name(c): {"dice": float(np.mean([d for d, _ in v])), "iou": float(np.mean([j for _, j in v])),
-                                   "n": len(v)} for c, v in sorted(per_class.items())}
+                                   "n": len(v), **_pooled(self.pooled[c])} for c, v in sorted(per_class.items())}
         scored = bool(self.rows)
         return EvalResult(
             mean_dice=float(np.mean([r["dice"] for r in images])) if images else float("nan"),
@@ -104,8 +116,11 @@ class _Scores:
 
 @torch.inference_mode()
 def evaluate(model: SamModel, data: Any, *, batch_size: int = 8, prompt: str = "box",
-             progress: bool = True) -> EvalResult:
+             progress: bool = True, cache: Any = None) -> EvalResult:
     """Score ``model`` on ``data`` (a LowResDataset, no augmentation) at its resolution.
+
+    ``cache`` (an :class:`~adaptsam.engine.cache.EmbeddingCache`) serves image embeddings when the encoder is
+    frozen, so cells that share backbone, weights, policy and R encode each test image once per bench.
 
     Images without any object are counted in ``n_skipped``; when no image is scored at all the result would
     be NaN, so that is a DataError naming the dataset instead of a silent NaN.
@@ -128,7 +143,8 @@ def evaluate(model: SamModel, data: Any, *, batch_size: int = 8, prompt: str = "
         if model.uses_prompts:
             if not bool((batch["classes"] >= 0).any()):
                 continue
-            masks = run_batch(model, batch, prompt=prompt)
+            embeddings = cache.embeddings(batch["image"], ids) if cache is not None else None
+            masks = run_batch(model, batch, prompt=prompt, embeddings=embeddings)
             scores.add(ids, masks.image, masks.classes, masks.logits > 0, masks.targets > 0.5, masks.valid)
         else:
             _score_label_maps(model, batch, ids, scores)

@@ -121,6 +121,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     cached: bool = False
     cache_misses: int = 0
+    cache_hits: int = 0
     skipped_batches: int = 0  # batches without any object to prompt (see _next_batch)
     skipped_images: int = 0  # training images without any object, left out before training (experiment)
 
@@ -131,7 +132,8 @@ class TrainResult:
     def to_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "seconds": self.seconds, "images_seen": self.images_seen,
                 "images_per_second": self.images_per_second, "final_loss": self.final_loss,
-                "cached": self.cached, "cache_misses": self.cache_misses, "skipped_batches": self.skipped_batches,
+                "cached": self.cached, "cache_misses": self.cache_misses, "cache_hits": self.cache_hits,
+                "skipped_batches": self.skipped_batches,
                 "skipped_images": self.skipped_images, "history": self.history}
 
 
@@ -210,7 +212,7 @@ def fit(model: SamModel, data: Any, config: TrainConfig | None = None, *,
         raise ValueError("Cached embeddings can't follow image augmentation; set augment=False or cache=False.")
     if not augment and getattr(data, "augment", False):
         data = data.without_augmentation()
-    cache = EmbeddingCache(model, dataset_name=data.base.name, split=data.base.split, directory=config.cache_dir) \
+    cache = EmbeddingCache(model, directory=config.cache_dir) \
         if cached else None
     use_bf16 = model.device.type == "cuda" if config.bf16 is None else config.bf16
     params = [p for g in groups for p in g["params"]]
@@ -232,7 +234,7 @@ def fit(model: SamModel, data: Any, config: TrainConfig | None = None, *,
                 for _ in range(config.grad_accum):
                     batch, positions = _next_batch(model, data, draw, context, result)
                     if cache is not None:
-                        embeddings = cache.embeddings(batch["image"], batch["id"])
+                        embeddings = cache.embeddings(batch["image"], batch["id"], batch.get("valid_hw"))
                     elif frozen_encoder:  # no graph through an encoder nothing in which trains
                         with torch.no_grad():
                             embeddings = model.encode(batch["image"].to(model.device), batch.get("valid_hw"))
@@ -273,7 +275,7 @@ def fit(model: SamModel, data: Any, config: TrainConfig | None = None, *,
                 logger.finish()
     model.eval()
     if cache is not None:
-        result.cached, result.cache_misses = True, cache.misses
+        result.cached, result.cache_misses, result.cache_hits = True, cache.misses, cache.hits
     if out_dir is not None and context.is_main:
         _save(model, out_dir)
     return result
