@@ -33,7 +33,8 @@ class _Instance:
     ann_id: Any
     category: str  # category name
     crowd: bool
-    mask: np.ndarray  # bool H×W
+    rle: dict  # compressed RLE (pycocotools): a few bytes per instance, decoded only when its mask is written
+    area: int  # pixels
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ def import_coco(instances: str | os.PathLike | list[str | os.PathLike], images_d
     """Convert COCO instances JSON file(s) into the folder layout at ``dst``; returns ``dst``.
 
     Everything is read and checked before anything is written, so a bad annotation leaves no half-built
-    dataset behind; each error names the COCO file, the annotation id and what was expected.
+    dataset behind; each error names the COCO file, the annotation id and what was expected. Instances are
+    held as compressed RLE until their image's mask is written, so memory stays small for all of COCO.
 
     - Classes (``classes``): ``category`` → ``labels.txt`` is ``0 background`` then the categories in the
       order of the file's ``categories`` list; ``supercategory`` → the supercategories, in order of first
@@ -112,13 +114,15 @@ def import_coco(instances: str | os.PathLike | list[str | os.PathLike], images_d
         images = _images(path, doc, images_dir, cats, class_of, min_area, seen)
         per_split[name] = [im for im in images if im.instances or not drop_empty]
 
+    mask_api = _pycocotools_mask()
     for sub in ("images", "masks"):
         (dst / sub).mkdir(parents=True, exist_ok=True)
     stratify: dict[str, set[int]] = {}
     for images in per_split.values():
         for im in images:
             shutil.copyfile(im.path, dst / "images" / f"{im.stem}{im.path.suffix.lower()}")
-            mask = paint(im.size, [(i.mask, class_of[i.category], i.crowd, i.ann_id) for i in im.instances])
+            mask = paint(im.size, [(_decode(i.rle, mask_api), class_of[i.category], i.crowd, i.ann_id)
+                                   for i in im.instances])
             Image.fromarray(mask, "L").save(dst / "masks" / f"{im.stem}.png")
             stratify[im.stem] = {int(v) for v in np.unique(mask) if 0 < v < IGNORE_INDEX}
     (dst / "labels.txt").write_text("".join(f"{i} {n}\n" for i, n in enumerate(class_names)), encoding="utf-8")
@@ -246,10 +250,11 @@ def _images(path: Path, doc: dict, images_dir: Path, cats: dict[Any, dict], clas
         if name not in class_of:
             continue  # not among --categories
         size = records[ann["image_id"]][2]
-        region = decode_segmentation(ann.get("segmentation"), size, where, mask_api)
-        if not crowd and int(region.sum()) < max(min_area, 1):
+        rle = segmentation_rle(ann.get("segmentation"), size, where, mask_api)
+        area = int(mask_api.area(rle))
+        if not crowd and area < max(min_area, 1):
             continue
-        found[ann["image_id"]].append(_Instance(ann_id, name, bool(crowd), region))
+        found[ann["image_id"]].append(_Instance(ann_id, name, bool(crowd), rle, area))
     return [_Image(path, stem, p, size, tuple(found[k])) for k, (stem, p, size) in records.items()]
 
 
@@ -286,6 +291,17 @@ def _size(entry: dict, image_path: Path, where: str) -> tuple[int, int]:
 def decode_segmentation(seg: Any, size: tuple[int, int], where: str, mask_api: Any = None) -> np.ndarray:
     """Bool H×W mask of a COCO ``segmentation``: a list of polygons, or an RLE (counts as a list or a string)."""
     mask_api = mask_api or _pycocotools_mask()
+    return _decode(segmentation_rle(seg, size, where, mask_api), mask_api)
+
+
+def _decode(rle: dict, mask_api: Any) -> np.ndarray:
+    with warnings.catch_warnings():  # pycocotools 2.0.x under numpy 2: a harmless __array__(copy=) notice
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_api.decode(rle).astype(bool)
+
+
+def segmentation_rle(seg: Any, size: tuple[int, int], where: str, mask_api: Any) -> dict:
+    """A COCO ``segmentation`` checked and converted to pycocotools' compressed RLE (nothing decoded yet)."""
     height, width = size
     if isinstance(seg, list):
         if not seg:
@@ -313,9 +329,7 @@ def decode_segmentation(seg: Any, size: tuple[int, int], where: str, mask_api: A
     else:
         raise DataError(f"{where} has segmentation {str(seg)[:80]!r}: expected polygons [[x0, y0, ...], ...] or "
                         "an RLE {'size': [h, w], 'counts': ...}.")
-    with warnings.catch_warnings():  # pycocotools 2.0.x under numpy 2: a harmless __array__(copy=) notice
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return mask_api.decode(rle).astype(bool)
+    return rle
 
 
 def _rle_runs(counts: Any, where: str) -> list[int]:
