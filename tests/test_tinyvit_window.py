@@ -43,7 +43,7 @@ def test_real_lite_medsam_windows_tile_every_grid_and_biases_stay_fresh():
         (64, 7, 8), (32, 14, 16), (32, 7, 8)}
     assert all(b.input_resolution[0] % b.window_size == 0 for b in blocks)
     assert all(b.attn.attention_bias_idxs.shape == (b.window_size ** 2,) * 2 for b in blocks)
-    assert model.image_encoder.design_window_size == 14
+    assert model.image_encoder.trained_window_size == 14
     assert stale_attention_caches(model.eval()) == []
     images, boxes = random_batch(model, 1)
     with torch.no_grad():

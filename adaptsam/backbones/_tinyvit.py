@@ -119,8 +119,9 @@ class ResizableTinyViT(nn.Module):
     img_size: int
 
     @property
-    def design_window_size(self) -> int:
-        """The largest window the checkpoint was trained with (14 for the published TinyViT-5M SAMs)."""
+    def trained_window_size(self) -> int:
+        """The largest window the checkpoint was trained with (14 for the published TinyViT-5M SAMs). Not
+        named ``design_window_size`` (SAM ViT's): plugins read that as "one window for every block"."""
         return max(getattr(b, "trained_window_size", b.window_size) for b in self.attention_blocks())
 
     def attention_blocks(self) -> list[nn.Module]:

@@ -30,7 +30,8 @@ class NativePolicy(ResolutionPolicy):
             raise IncompatibleError(
                 f"native runs {model.info.name} on a token grid of R/{model.patch_stride}, so R must be a multiple "
                 f"of {model.patch_stride}; got {resolution} (nearest: {low} or {low + model.patch_stride}).")
-        if self.match_window and not hasattr(model.image_encoder, "design_window_size"):
+        windowed = any(hasattr(model.image_encoder, a) for a in ("design_window_size", "trained_window_size"))
+        if self.match_window and not windowed:  # SAM ViT / TinyViT
             raise IncompatibleError(f"match_window applies to encoders with windowed attention (SAM ViT, "
                                     f"TinyViT); {model.info.name} has none.")
 
