@@ -89,3 +89,13 @@ def test_api_download_true_reaches_the_same_path(served):
     state, calls, installed = served
     model = adaptsam.create_model(NAME, download=True, policy="native", resolution=64)
     assert calls and model.info.official_weights and installed.is_file()
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--out", "o"], ["eval", "--out", "o"], ["bench"], ["predict", "w.safetensors", "x.png", "--out", "o"],
+    ["export", "w.safetensors", "--onnx", "m.onnx"], ["ncut", "--images", "x.png", "--out", "o"], ["perf"],
+], ids=lambda argv: argv[0])
+def test_every_command_that_builds_a_backbone_takes_download(argv):
+    from adaptsam.cli import build_parser
+
+    assert build_parser().parse_args([*argv, "--download"]).download is True
