@@ -84,10 +84,8 @@ class TrainConfig:
         for name in ("lr", "adapter_lr", "weight_decay", "warmup", "grad_clip"):
             value = getattr(self, name)
             if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as text: take text that is a number
-                try:
+                with contextlib.suppress(ValueError):  # not a number: check_number names it below
                     object.__setattr__(self, name, float(value))
-                except ValueError:
-                    pass  # check_number names it below
         check_int("steps", self.steps, 0, hint="optimiser steps; 0 evaluates the untrained adapter")
         for name in ("batch_size", "grad_accum", "log_every"):
             check_int(name, getattr(self, name), 1)
