@@ -151,11 +151,15 @@ class Prompts:
         return 1
 
     def scaled(self, factor: float) -> Prompts:
+        """These prompts at a resolution ``factor`` times larger: boxes to the pixels they cover, points to
+        pixel centres (``adaptsam.data.prompts.map_boxes``/``map_points``; never a plain multiplication)."""
         if factor == 1.0:
             return self
+        from adaptsam.data.prompts import map_boxes, map_points
+
         return replace(self,
-                       boxes=None if self.boxes is None else self.boxes * factor,
-                       point_coords=None if self.point_coords is None else self.point_coords * factor)
+                       boxes=None if self.boxes is None else map_boxes(self.boxes, factor),
+                       point_coords=None if self.point_coords is None else map_points(self.point_coords, factor))
 
     @classmethod
     def from_user(cls, batch: int, boxes: torch.Tensor | None = None,

@@ -101,3 +101,9 @@ def test_predict_maps_original_pixels_with_the_same_convention():
     mapped = prompts.to_resolution((0.25, 0.25), (50, 100))  # a 400×200 image at longest side 100
     assert mapped.boxes.tolist() == [[[0.0, 0.0, 99.0, 49.0]]]
     assert mapped.point_coords.tolist() == [[[[0.125, 0.125]]]]
+
+
+def test_prompts_scaled_uses_the_same_mapping():
+    prompts = Prompts(boxes=torch.tensor([[[0.0, 2.0, 3.0, 5.0]]]), point_coords=torch.tensor([[[[1.0, 1.0]]]]))
+    scaled = prompts.scaled(4)
+    assert scaled.boxes.tolist() == [[[0.0, 8.0, 15.0, 23.0]]] and scaled.point_coords.tolist() == [[[[5.5, 5.5]]]]
