@@ -130,7 +130,7 @@ def training_data(exp: Experiment, *, prompted: bool | None = None) -> Any:
     ``skipped_images`` and said in a warning; when none is left that is a DataError naming the split."""
     from adaptsam.data import LowResDataset, k_shot_indices, open_dataset
 
-    base = open_dataset(exp.data, "train")
+    base = _with_classes(open_dataset(exp.data, "train"))
     indices = k_shot_indices(base, exp.shots, seed=exp.seed) if exp.shots else list(range(len(base)))
     if prompted is None:
         from adaptsam.registry import adapters
@@ -150,6 +150,17 @@ def _with_objects(base: Any, indices: list[int]) -> tuple[list[int], int]:
     from adaptsam.data.prompts import present_classes
 
     kept = [i for i in indices if present_classes(base.mask_at(i), base.foreground_classes)]
+def _with_classes(base: Any) -> Any:
+    """A dataset whose classes are all "background" has nothing to prompt or score: say so, naming its labels."""
+    if not base.foreground_classes:
+        from adaptsam.errors import DataError
+
+        where = getattr(base, "labels_path", None) or f"{base.name}'s class list"
+        raise DataError(f"{where} defines no foreground class (classes {list(base.classes)}): nothing to prompt or "
+                        f"score. Add lines such as '1 polyp' (index name) for the objects in the masks.")
+    return base
+
+
     skipped = len(indices) - len(kept)
     where = f"{base.name}/{base.split}"
     if not kept:
@@ -167,7 +178,7 @@ def _with_objects(base: Any, indices: list[int]) -> tuple[list[int], int]:
 def test_data(exp: Experiment) -> Any:
     from adaptsam.data import LowResDataset, open_dataset
 
-    base = open_dataset(exp.data, exp.eval_split)
+    base = _with_classes(open_dataset(exp.data, exp.eval_split))
     indices = range(min(exp.eval_limit, len(base))) if exp.eval_limit else None
     return LowResDataset(base, exp.resolution, train=False, seed=exp.seed, indices=indices)
 
