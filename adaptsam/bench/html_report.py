@@ -45,7 +45,7 @@ def _number(value: Any) -> float | None:
 def _cell(row: Row) -> dict[str, Any]:
     metrics = {k: v for k, v in row.metrics.items() if k != "per_image"}
     return {"key": row.key, "label": row.label, "status": row.status, "config": row.config, "metrics": metrics,
-            "timings": row.timings, "environment": row.environment, "error": row.error or ""}
+            "timings": row.timings, "speed": row.speed, "environment": row.environment, "error": row.error or ""}
 
 
 def _metric(entry: Entry, name: str) -> float | None:

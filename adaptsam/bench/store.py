@@ -263,6 +263,13 @@ class BenchLock:
         self.path = Path(folder) / LOCK_NAME
         self._handle: Any = None
 
+    @classmethod
+    def check_free(cls, folder: str | os.PathLike[str]) -> None:
+        """Raise :class:`BusyError` now if another process holds ``folder`` (before any slow set-up)."""
+        if (Path(folder) / LOCK_NAME).is_file():
+            with cls(folder):
+                pass
+
     def __enter__(self) -> BenchLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")

@@ -8,8 +8,10 @@ from typing import Any
 from adaptsam.bench.spec import Cell
 from adaptsam.bench.store import CellResult
 
-SCALARS = ("mean_dice", "mean_iou", "dice", "iou", "images_per_s", "latency_p50_ms", "trainable_params",
-           "total_params", "adapter_bytes", "peak_mem_mb", "final_loss")
+# speed is not here: it is measured for all cells together after training (the timing phase), not per cell
+SCALARS = ("mean_dice", "mean_iou", "dice", "iou", "trainable_params", "total_params", "adapter_bytes",
+           "train_mem_mb", "infer_mem_mb", "gflops_executed", "gflops_useful", "train_gflops_per_step",
+           "cache_hits", "final_loss")
 
 
 class WandbCellLogger:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-PRELOAD = ["torch", "adaptsam.bench.cell", "adaptsam.bench.timing"]
+PRELOAD = ["adaptsam.bench._preload"]
 
 
 class WorkerDied(RuntimeError):

@@ -75,6 +75,10 @@ def run_bench_command(args: argparse.Namespace) -> int:
     from adaptsam.bench.runner import STORE_NAME, run_bench
     from adaptsam.cli._options import check_out_dir, fetch_checkpoints
 
+    if not args.dry_run:  # another bench on this folder: say so at once, before building the grid
+        from adaptsam.bench.store import BenchLock
+
+        BenchLock.check_free(args.out)
     spec = spec_from_args(args)
     cells = spec.cells()
     if not args.dry_run:  # a bench resumes in its folder: only a file or an uncreatable folder is refused

@@ -9,7 +9,14 @@ import pytest
 
 from adaptsam.bench.report import CSV_COLUMNS, write_report
 from adaptsam.bench.runner import run_bench
-from adaptsam.bench.stats import bootstrap_interval, paired_difference, pareto_front, seed_interval, within_noise
+from adaptsam.bench.stats import (
+    bootstrap_interval,
+    paired_difference,
+    paired_seed_image_difference,
+    pareto_front,
+    seed_interval,
+    within_noise,
+)
 from adaptsam.cli import main
 
 
@@ -21,7 +28,8 @@ def test_report_files(tmp_path, tiny_spec):
     assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 8
     text = (tmp_path / "report.md").read_text()
     assert "## synthetic" in text and "reference" in text and "lite_medsam_test†" in text
-    assert "× vs upsample" in text and "1.0×" in text
+    assert "× vs reference" in text and "1.00× (1.00–1.00)" in text  # the upsample rows are their own reference
+    assert "interleaved rounds" in text and "Memory: peak resident set" in text
     for name in ("dice_vs_speed", "dice_vs_params", "dice_vs_resolution"):
         png = tmp_path / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
@@ -43,3 +51,15 @@ def test_statistics():
     better = paired_difference({str(i): 0.9 for i in range(30)}, {str(i): 0.5 + 0.01 * (i % 3) for i in range(30)})
     assert not within_noise(better)
     assert pareto_front([(1, 0.9), (10, 0.8), (5, 0.7), (20, 0.5)]) == [0, 1, 3]
+
+
+def test_seed_and_image_bootstrap():
+    a = {str(i): 0.6 + 0.01 * (i % 5) for i in range(30)}
+    b = {str(i): 0.55 + 0.02 * (i % 3) for i in range(30)}
+    one_seed = paired_seed_image_difference([a], [b])
+    assert one_seed == pytest.approx(paired_difference(a, b), abs=0.01)  # one seed: the paired image bootstrap
+    steady = [{k: v + 0.001 * s for k, v in a.items()} for s in range(3)]
+    shaky = [{k: v + 0.08 * s for k, v in a.items()} for s in range(3)]  # same images, seeds far apart
+    assert not within_noise(paired_seed_image_difference(steady, [b]))
+    wide, narrow = paired_seed_image_difference(shaky, [b]), paired_seed_image_difference(steady, [b])
+    assert wide[2] - wide[1] > 3 * (narrow[2] - narrow[1])  # seed spread widens the interval
