@@ -227,6 +227,7 @@ CASES: list[Case] = [
           ("mask_values", ("b0.png", "values 0, 7", "0 and 255")),
           ("labels_malformed", ("labels.txt", "line 2", "expected 'index name'")),
           ("labels_gap", ("labels.txt", "index 1")),
+          ("labels_background_only", ("labels.txt", "no foreground class")),
           ("labels_values", ("b0.png", "9", "not classes")),
           ("image_garbage", ("b0.png", "cannot read image")),
           ("mask_garbage", ("b0.png", "cannot read mask")),
@@ -341,6 +342,10 @@ CASES: list[Case] = [
                                       "--batch-size", "0"], ("batch_size", "0")),
     Case("export tolerance 0", lambda w: ["export", str(w.adapter()), "--onnx", str(w.path("m.onnx")),
                                           "--tolerance", "0"], ("tolerance", "0")),
+    Case("export onnx is a folder", lambda w: ["export", str(w.adapter()), "--onnx", str(w.bench_dir("onnx_dir"))],
+         ("--onnx", "onnx_dir", "is a folder")),
+    Case("export onnx under a file", lambda w: ["export", str(w.adapter()), "--onnx", str(w.a_file() / "m.onnx")],
+         ("--onnx", "plain.txt", "is a file")),
     # -- LabelMe folders ------------------------------------------------------------------------------------------
     Case("labelme src missing", lambda w: _labelme(w.root / "labelme" / "absent"), ("absent", "does not exist")),
     Case("labelme no json", lambda w: _labelme(w.bench_dir("not_labelme")), ("not_labelme", "no *.json")),

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from adaptsam.cli._options import DOWNLOAD_HELP, build_config, fetch_checkpoints, weights_backbone
+from adaptsam.cli._options import (
+    DOWNLOAD_HELP,
+    add_device_options,
+    build_config,
+    check_out_dir,
+    device_from_args,
+    fetch_checkpoints,
+    weights_backbone,
+)
 from adaptsam.errors import ConfigError
 
 ORDER = 70
@@ -43,6 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--resolution", type=int, metavar="R", help="input resolution R (default: design size)")
     model.add_argument("--checkpoint", metavar="PATH", help="backbone checkpoint, when it is not found automatically")
     model.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
+    add_device_options(model, precision=False)  # the tracing device
     graph = parser.add_argument_group("graph")
     graph.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset, 14..20 (default 17)")
     graph.add_argument("--batch-size", type=int, default=1, metavar="B",
@@ -59,9 +69,14 @@ def run(args: argparse.Namespace) -> int:
     from adaptsam.predict import load_model
 
     config = build_config(ExportConfig, "export", opset=args.opset, batch_size=args.batch_size,
-                          merge=not args.no_merge, verify=not args.no_verify, tolerance=args.tolerance)
+                          merge=not args.no_merge, verify=not args.no_verify, tolerance=args.tolerance,
+                          device=str(device_from_args(args)))
     if args.resolution is not None and args.resolution < 1:
         raise ConfigError(f"Expected --resolution to be a positive number of pixels (e.g. 128), got {args.resolution}.")
+    onnx = Path(args.onnx)
+    if onnx.is_dir():
+        raise ConfigError(f"--onnx {onnx} is a folder; expected the path of the .onnx file to write.")
+    check_out_dir(onnx.parent, force=True, flag="--onnx's folder")  # before the model is built
     if args.checkpoint is None:
         fetch_checkpoints(weights_backbone(args.weights, args.backbone), download=args.download)
     model = load_model(args.weights, backbone=args.backbone, policy=args.policy, resolution=args.resolution,
