@@ -467,7 +467,7 @@ def _prompt_encoder(tally: _Tally, model: SamModel, sparse_tokens: int, decodes:
 def _head_decoding(model: SamModel) -> tuple[int, int] | None:
     """(decoder runs per image, sparse tokens each) of the model's prompt-free head; None when no head; raises
     LookupError for a head whose decoding this module doesn't know."""
-    head = getattr(model, "head", None) if hasattr(type(model), "head") else getattr(model, "class_prompts", None)
+    head = model.head
     if head is None:
         return None
     embeddings = getattr(head, "embeddings", None)
@@ -536,8 +536,7 @@ def _walk(model: SamModel, batch: int, prompt: str, points: int, prompts: int, *
         decodes, sparse, prompt_flow = prompts, _prompt_points(prompt, points), _trains(model.prompt_encoder)
     else:
         decodes, sparse = head
-        prompt_flow = any(p.requires_grad for p in model.head.parameters()) if hasattr(type(model), "head") \
-            else _trains(model.class_prompts)
+        prompt_flow = any(p.requires_grad for p in model.head.parameters())
     context = FlopContext(batch=batch, input_size=_encoder_size(model), decodes=decodes)
     encoder = _Tally(context)
     image_flow = False if cached else _walk_encoder(encoder, model.image_encoder, context.input_size)
