@@ -183,7 +183,7 @@ TRAINED = [a for a in ADAPTERS if a[0] != "frozen"] + [("decoder", {"prompt_enco
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_training_step_flops_match_flop_counter(backbone):
-    for adapter, cfg in TRAINED:
+    for adapter, cfg in TRAINED if backbone == "vit_test" else TRAINED[:6]:  # the two option variants: vit_test
         # the policy only changes sizes; SAM-Adapter's FFT and patch embedding follow the input size
         for policy in ("native", "upsample") if adapter == "sam_adapter" and backbone == "vit_test" else ("native",):
             model = _build(backbone, policy, {}, adapter, cfg)
