@@ -399,8 +399,10 @@ def fewshot() -> BenchSpec:
     vs two methods that train nothing (PerSAM, nearest class prototype), real LiteMedSAM, native R ∈ {64, 128},
     k ∈ {1, 4, 16} shots per class, prompt none, 100 steps, seeds 0-2 for the trained one (the training-free ones
     declare ``trains_nothing`` and run once), the first 60 test images; the report adds mIoU and per-class IoU.
-    Run time on 2 CPU cores: not measured as a whole; one class_prompt_lora cell at R=128, 16 shots, 200 steps
-    took about 23 minutes on a shared 2-core machine (see the issue 19 note), so expect hours."""
+    Run time on 2 CPU cores: not measured as a whole (30 cells). On the development machine, shared (load ~15 on
+    2 cores), one prototype cell at R=128, 16 shots (152 training images pooled, 60 scored) took 14 min to pool
+    and about 20 min to score; a class_prompt_lora cell at 200 steps had not finished training after 35 min.
+    Expect hours; the R=128 cells dominate."""
     return BenchSpec(
         name="fewshot", note="data: camvid from $ADAPTSAM_DATA", backbones=("lite_medsam",),
         adapters=(AdapterChoice("class_prompt_lora"), AdapterChoice("persam"), AdapterChoice("prototype")),
