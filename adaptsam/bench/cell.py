@@ -39,14 +39,17 @@ def check_compatible(cell: Cell) -> None:
 
 
 def run_cell(cell: Cell, workdir: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None,
-             isolated: bool = False) -> CellResult:
+             isolated: bool = False, device: str = "auto", precision: str = "auto") -> CellResult:
     """Run ``cell``; every failure becomes a result. ``cache_dir`` shares frozen-encoder embeddings between
-    cells; ``isolated`` says this process runs this cell alone (its memory figures are then the cell's own)."""
+    cells; ``isolated`` says this process runs this cell alone (its memory figures are then the cell's own).
+    ``device``/``precision`` (the bench's, not the cell's: not in its key) say where and how it runs."""
     from adaptsam.bench.measure import PeakMemory, environment, fix_allocator, inference_memory
+    from adaptsam.devices import resolve_precision
     from adaptsam.engine.cache import EmbeddingCache
     from adaptsam.engine.evaluate import evaluate
     from adaptsam.engine.experiment import build_model, test_data, training_data
     from adaptsam.engine.train import fit
+    from adaptsam.inference import for_inference
     from adaptsam.params import count_parameters
 
     if isolated:
@@ -62,21 +65,25 @@ def run_cell(cell: Cell, workdir: str | os.PathLike[str], *, cache_dir: str | os
 
     try:
         check_compatible(cell)
-        experiment = cell.experiment()
+        experiment = cell.experiment(device, precision)
         if cache_dir is not None:
             experiment = replace(experiment, train=replace(experiment.train, cache_dir=str(cache_dir)))
         t = time.perf_counter()
         model = build_model(experiment)
         t = lap("build_s", t)
+        ran_at = resolve_precision(experiment.precision, model.device)
         with PeakMemory(model.device) as train_peak:
-            trained = fit(model, training_data(experiment), experiment.train)
+            trained = fit(model, training_data(experiment), replace(experiment.train, bf16=ran_at == "bf16"))
         t = lap("train_s", t)
         frozen_encoder = model.adapter is None or model.adapter.encoder_frozen(model)
         eval_cache = EmbeddingCache(model, directory=cache_dir) if frozen_encoder else None
-        scores = evaluate(model, test_data(experiment), prompt=experiment.prompt, progress=False, cache=eval_cache)
+        scores = evaluate(model, test_data(experiment), prompt=experiment.prompt, progress=False, cache=eval_cache,
+                          precision=ran_at)
         t = lap("eval_s", t)
-        infer_mb = inference_memory(model, cell.throughput_batch)
-        costs = cost_columns(model, cell)
+        deployed = for_inference(model)
+        infer_mb = inference_memory(deployed, cell.throughput_batch)
+        costs = cost_columns(model, deployed, cell)
+        del deployed
         lap("measure_s", t)
         adapter_path = Path(workdir) / "adapters" / f"{cell.key}.safetensors"
         from adaptsam.adapters.io import save_adapter
@@ -98,6 +105,7 @@ def run_cell(cell: Cell, workdir: str | os.PathLike[str], *, cache_dir: str | os
             "cache_misses": trained.cache_misses + (eval_cache.misses if eval_cache else 0),
             "seed_invariant": cell.seed_invariant, **costs,
             "backbone_pretrained": model.info.pretrained, "adapter_file": str(adapter_path),
+            "device": str(model.device), "precision": ran_at,
         }
         result = CellResult(cell.key, "done", metrics=metrics, timings=timings, environment=env)
     except IncompatibleError as exc:
@@ -111,9 +119,9 @@ def run_cell(cell: Cell, workdir: str | os.PathLike[str], *, cache_dir: str | os
     return result
 
 
-def cost_columns(model: Any, cell: Cell) -> dict[str, Any]:
-    """Analytic GFLOPs per image of the deployed copy (executed / useful) and per training step; ``None``
-    (shown as n/a) where a part does not declare its FLOPs, never 0."""
+def cost_columns(model: Any, deployed: Any, cell: Cell) -> dict[str, Any]:
+    """Analytic GFLOPs per image of the deployed copy (executed / useful; what the timing phase times) and per
+    training step of the model as trained; ``None`` (shown as n/a) where a part declares no count, never 0."""
     from adaptsam.bench import flops
 
     out: dict[str, Any] = {"gflops_executed": None, "gflops_useful": None, "train_gflops_per_step": None}
@@ -121,7 +129,7 @@ def cost_columns(model: Any, cell: Cell) -> dict[str, Any]:
     training = getattr(flops, "training_gflops_per_step", None)
     try:
         if inference is not None:
-            counted = inference(model)
+            counted = inference(deployed, batch=cell.throughput_batch)
             if counted is not None:
                 out["gflops_executed"], out["gflops_useful"] = counted["executed"], counted["useful"]
         if training is not None:

@@ -139,16 +139,13 @@ class PeakMemory:
         self.megabytes = max(0, peak - self._start) / 2**20
 
 
-def inference_memory(model: SamModel, batch: int) -> float:
-    """Peak working memory (MB) of one forward pass of the deployed copy at ``batch``: the copy is built
-    before the phase starts, so its weights are not counted."""
-    from adaptsam.inference import for_inference
-
-    fast = for_inference(model)
-    images, boxes = sample_inputs(fast, batch)
-    with PeakMemory(model.device) as peak, torch.inference_mode():
-        fast(images, boxes=boxes) if fast.uses_prompts else fast(images)
-    del fast
+def inference_memory(deployed: SamModel, batch: int) -> float:
+    """Peak working memory (MB) of one forward pass of a deployed copy
+    (:func:`adaptsam.inference.for_inference`) at ``batch``; its weights exist before the phase starts, so
+    they are not counted."""
+    images, boxes = sample_inputs(deployed, batch)
+    with PeakMemory(deployed.device) as peak, torch.inference_mode():
+        deployed(images, boxes=boxes) if deployed.uses_prompts else deployed(images)
     return peak.megabytes
 
 
@@ -168,7 +165,29 @@ def environment() -> dict[str, Any]:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu
     return {"adaptsam": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "cpu": cpu, "device": device, "cuda": torch.cuda.is_available(),
-            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "git_sha": _git_sha()}
+            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "git_sha": _git_sha(),
+            **gpu_environment()}
+
+
+def gpu_environment() -> dict[str, Any]:
+    """GPU name, memory, CUDA runtime and driver versions, bf16 support; nothing when CUDA is not available.
+
+    Read through ``torch.cuda`` (no extra dependency); the driver version comes from ``nvidia-smi`` when it is
+    on the PATH (``None`` otherwise). Nothing here touches the allocator, so a CPU run never initialises CUDA.
+    """
+    if not torch.cuda.is_available():
+        return {}
+    props = torch.cuda.get_device_properties(0)
+    driver = None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=True)
+        driver = out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"gpu": props.name, "gpu_memory_gb": round(props.total_memory / 1024 ** 3, 1),
+            "gpu_count": torch.cuda.device_count(), "cuda_version": torch.version.cuda, "gpu_driver": driver,
+            "gpu_capability": f"{props.major}.{props.minor}", "bf16_supported": torch.cuda.is_bf16_supported()}
 
 
 def _git_sha() -> str | None:

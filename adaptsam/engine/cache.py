@@ -2,11 +2,13 @@
 
 When an adapter leaves the image encoder frozen (``frozen``, ``decoder``, class prompts without encoder
 LoRA), every training step and every evaluation would recompute the same embedding; a decoder step is tens
-of times cheaper than an encoder pass. An embedding is keyed by **what determines it**: the bytes of the
-image tensor the encoder sees (a content hash, so two folders that share a name never share embeddings, and
-one image reached through two datasets or splits is encoded once), and the model side — backbone, its
-checkpoint sha256 (or random-init seed), policy with its options, R. Held in memory, and optionally on disk
-(atomic writes, one file per embedding) under a folder shared by every cell of a bench.
+of times cheaper than an encoder pass. Misses are encoded by the model itself (not its faster deployed copy,
+whose folded BatchNorm differs in the last float bits), so cached and uncached training stay bit-identical.
+An embedding is keyed by **what determines it**: the bytes of the image tensor the encoder sees (a content
+hash, so two folders that share a name never share embeddings, and one image reached through two datasets or
+splits is encoded once) with its framing, and the model side — backbone, its checkpoint sha256 (or
+random-init seed), policy with its options, R. Held in memory, and optionally on disk (atomic writes, one
+file per embedding) under a folder shared by every cell of a bench.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ class EmbeddingCache:
         self._memory: dict[str, torch.Tensor] = {}
         self.hits = self.misses = 0
 
-    def _key(self, image: torch.Tensor) -> str:
-        return f"{self.prefix}-{content_hash(image)}"
+    def _key(self, image: torch.Tensor, valid_hw: torch.Tensor | None) -> str:
+        framing = "" if valid_hw is None else "-" + "x".join(str(int(v)) for v in valid_hw.tolist())
+        return f"{self.prefix}-{content_hash(image)}{framing}"
 
     def _from_disk(self, key: str) -> torch.Tensor | None:
         if self.directory is None:
@@ -76,7 +79,7 @@ class EmbeddingCache:
 
     def embeddings(self, images: torch.Tensor, ids: list[str] | None = None,
                    valid_hw: torch.Tensor | None = None) -> torch.Tensor:
-        keys = [self._key(image) for image in images]
+        keys = [self._key(image, None if valid_hw is None else valid_hw[i]) for i, image in enumerate(images)]
         todo = []
         for position, key in enumerate(keys):
             if key not in self._memory:
