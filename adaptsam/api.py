@@ -71,16 +71,22 @@ def build_policy(policy: Any, policy_cfg: Mapping[str, Any] | None = None) -> An
 def create_model(backbone: str, *, checkpoint: str | os.PathLike[str] | None = None, pretrained: bool = True,
                  download: bool = False, policy: Any = "upsample", resolution: int | None = None,
                  policy_cfg: Mapping[str, Any] | None = None, adapter: Any = None,
-                 adapter_cfg: Mapping[str, Any] | None = None, seed: int = 0) -> SamModel:
+                 adapter_cfg: Mapping[str, Any] | None = None, seed: int = 0, device: Any = None) -> SamModel:
     """Build ``backbone``, prepare it for ``resolution`` with ``policy``, and apply ``adapter``.
 
     ``resolution`` defaults to the backbone's design size; ``pretrained=False`` gives random weights (the
     model's ``info.pretrained`` says so); ``download=True`` allows fetching missing official weights.
     Random initialisation (of a random backbone, of adapter layers) is drawn from ``seed`` on a forked RNG, so
     the same call gives the same model and the caller's RNG state is untouched.
+    ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N`` or a torch.device; default None: stay on the CPU) moves
+    the finished model there; it is built and initialised on the CPU first, so a seed gives the same weights on
+    every device. A device that can't be used is a ConfigError before anything is built.
     """
     import torch
 
+    from adaptsam.devices import resolve_device
+
+    target = None if device is None else resolve_device(device)
     factory = registry.backbones.get(backbone)
     policy_obj = build_policy(policy, policy_cfg)
     adapter_obj = None
@@ -99,7 +105,7 @@ def create_model(backbone: str, *, checkpoint: str | os.PathLike[str] | None = N
         policy_obj.prepare(model, model.design_size if resolution is None else resolution)
         if adapter_obj is not None:
             adapter_obj.apply(model)
-    return model
+    return model if target is None else model.to(target)
 
 
 def save_adapter(model: SamModel, path: str | os.PathLike[str]) -> Any:
@@ -110,7 +116,10 @@ def save_adapter(model: SamModel, path: str | os.PathLike[str]) -> Any:
 
 
 def load_adapter(path: str | os.PathLike[str], model: SamModel | None = None, **kwargs: Any) -> SamModel:
-    """Rebuild backbone + policy + adapter from an adapter file (or load it into ``model``)."""
+    """Rebuild backbone + policy + adapter from an adapter file (or load it into ``model``).
+
+    ``device=`` (``auto``, ``cpu``, ``cuda[:N]``) moves the model there before the tensors are read, so they
+    are loaded straight onto it."""
     from adaptsam.adapters.io import load_adapter as _load
 
     return _load(path, model, **kwargs)

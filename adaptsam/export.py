@@ -78,6 +78,8 @@ class ExportConfig:
         verify: run the file with onnxruntime and compare with the torch model.
         tolerance: largest acceptable absolute difference of logits (and IoU).
         seed: seed of the verification inputs.
+        device: where the inference copy is traced (``cpu``, ``cuda[:N]``; ``auto`` = CUDA when available);
+            the graph is the same, verification always runs on onnxruntime's CPU provider against a CPU copy.
     """
 
     opset: int = DEFAULT_OPSET
@@ -86,8 +88,12 @@ class ExportConfig:
     verify: bool = True
     tolerance: float = 1e-3
     seed: int = 0
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        from adaptsam.devices import check_device_option
+
+        check_device_option(self.device)
         if not isinstance(self.opset, int) or not 14 <= self.opset <= 20:
             raise ValueError(f"Expected opset between 14 and 20 (17 recommended), got {self.opset!r}.")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -164,8 +170,10 @@ def graph_signature(model: SamModel, batch: int) -> tuple[dict[str, list[int | s
     return {"image": [batch, 3, r, r]}, {"logits": [batch, c, r, r], "iou": [batch, c], "labels": [batch, r, r]}
 
 
-def _inference_copy(model: SamModel, merge: bool) -> tuple[SamModel, bool]:
-    twin = copy.deepcopy(model).cpu()
+def _inference_copy(model: SamModel, merge: bool, device: str = "cpu") -> tuple[SamModel, bool]:
+    from adaptsam.devices import resolve_device
+
+    twin = copy.deepcopy(model).to(resolve_device(device))
     adapter = getattr(twin, "adapter", None)
     merged = False
     if merge and adapter is not None and getattr(adapter, "supports_merge", False):
@@ -190,10 +198,11 @@ def export_onnx(model: SamModel, path: str | os.PathLike[str], config: ExportCon
     started = time.perf_counter()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    twin, merged = _inference_copy(model, config.merge)
+    twin, merged = _inference_copy(model, config.merge, config.device)
     graph = _PromptedGraph(twin) if twin.uses_prompts else _ClassGraph(twin)
     inputs, outputs = graph_signature(twin, config.batch_size)
-    trace = example_inputs(twin, config.batch_size, TRACE_BOXES, config.seed + 1)
+    trace = {name: t.to(twin.device) for name, t in
+             example_inputs(twin, config.batch_size, TRACE_BOXES, config.seed + 1).items()}
     dynamic = {"boxes": {1: "K"}, "logits": {1: "K"}, "iou": {1: "K"}} if twin.uses_prompts else None
     try:
         with warnings.catch_warnings():  # the tracer warns about every Python-level shape use; verification decides

@@ -90,7 +90,9 @@ def load_model(weights: str | os.PathLike[str] | None = None, *, backbone: str |
                                         f"Drop --{key} (the adapter file names its own) or use an adapter file "
                                         f"trained for {asked!r}.")
         model = adaptsam.load_adapter(weights, checkpoint=checkpoint)
-    return model.to(device).eval()
+    from adaptsam.devices import resolve_device
+
+    return model.to(resolve_device(device)).eval()  # "auto", "cuda:1", ...: checked, a ConfigError if unusable
 
 
 # -- prompts ----------------------------------------------------------------------------------------------

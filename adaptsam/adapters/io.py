@@ -124,7 +124,9 @@ def load_adapter(path: str | os.PathLike[str], model: SamModel | None = None, *,
     if model.adapter is None:
         build_adapter(metadata["adapter"], config).apply(model)
     if device is not None:
-        model.to(device)
+        from adaptsam.devices import resolve_device
+
+        model.to(resolve_device(device))
     try:
         tensors = load_file(str(path), device=str(model.device))
     except (SafetensorError, OSError) as exc:

@@ -39,13 +39,15 @@ def in_process_parts(cell: Cell) -> bool:
     return any(registry.REGISTRIES[kind].entry(name).origin == "<in-process>" for kind, name in names.items())
 
 
-def run_one(cell: Cell, out: Path, *, isolate: bool = True) -> CellResult:
+def run_one(cell: Cell, out: Path, *, isolate: bool = True, device: str = "auto",
+            precision: str = "auto") -> CellResult:
     """One cell, in a worker process of its own when it can be; a worker that dies is a failed row."""
     cache_dir = Path(out) / CACHE_FOLDER
+    how = {"device": device, "precision": precision}
     if not isolate or in_process_parts(cell):
-        return run_cell(cell, out, cache_dir=cache_dir)
+        return run_cell(cell, out, cache_dir=cache_dir, **how)
     try:
-        return run_isolated(run_cell, cell, out, cache_dir=cache_dir, isolated=True)
+        return run_isolated(run_cell, cell, out, cache_dir=cache_dir, isolated=True, **how)
     except WorkerDied as exc:
         return CellResult(cell.key, "failed", error=f"{exc} (out of memory, a crash in native code, or killed)")
 
@@ -55,8 +57,9 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, isolate: bool = True):
+    def __init__(self, isolate: bool = True, *, device: str | None = None, precision: str | None = None):
         self.isolate = isolate
+        self.device, self.precision = device, precision  # None: the bench spec's (run_bench fills them in)
 
     def run(self, cells: list[Cell], store: ResultStore, out: Path, *, progress: bool = True,
             on_result: OnResult | None = None) -> None:
@@ -64,18 +67,22 @@ class LocalExecutor:
             for cell in cells:
                 bar.set_description(cell.label)
                 store.claim(cell.key)
-                result = run_one(cell, out, isolate=self.isolate)
+                result = run_one(cell, out, isolate=self.isolate, device=self.device or "auto",
+                                 precision=self.precision or "auto")
                 store.finish(result)
                 if on_result:
                     on_result(cell, result)
                 bar.update(1)
 
 
-def _remote_cell(canonical: dict[str, Any], out: str, threads: int) -> CellResult:
+def _remote_cell(canonical: dict[str, Any], out: str, threads: int, device: str = "auto",
+                 precision: str = "auto") -> CellResult:
     import torch
 
     torch.set_num_threads(threads)
-    return run_cell(Cell.from_canonical(canonical), out, cache_dir=Path(out) / CACHE_FOLDER, isolated=True)
+    # "auto" resolves on the worker: Ray shows a task only the GPUs it was given (CUDA_VISIBLE_DEVICES)
+    return run_cell(Cell.from_canonical(canonical), out, cache_dir=Path(out) / CACHE_FOLDER, isolated=True,
+                    device=device, precision=precision)
 
 
 class RayExecutor:
@@ -84,9 +91,15 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None, cpus_per_cell: int = 1,
-                 gpus_per_cell: float = 0.0):
+                 gpus_per_cell: float = 0.0, device: str | None = None, precision: str | None = None):
+        from adaptsam.errors import ConfigError
+
+        if isinstance(gpus_per_cell, bool) or not isinstance(gpus_per_cell, (int, float)) or gpus_per_cell < 0:
+            raise ConfigError(f"Expected gpus_per_cell to be a number >= 0 (fractions such as 0.5 share a GPU), got "
+                              f"{gpus_per_cell!r}.")
         self.address, self.num_cpus = address, num_cpus
-        self.cpus_per_cell, self.gpus_per_cell = cpus_per_cell, gpus_per_cell
+        self.cpus_per_cell, self.gpus_per_cell = cpus_per_cell, float(gpus_per_cell)
+        self.device, self.precision = device, precision  # None: the bench spec's (run_bench fills them in)
 
     def run(self, cells: list[Cell], store: ResultStore, out: Path, *, progress: bool = True,
             on_result: OnResult | None = None) -> None:
@@ -109,7 +122,8 @@ class RayExecutor:
         try:
             for cell in cells:
                 store.claim(cell.key)
-                pending[task.remote(cell.canonical(), str(out), self.cpus_per_cell)] = cell
+                pending[task.remote(cell.canonical(), str(out), self.cpus_per_cell, self.device or "auto",
+                                    self.precision or "auto")] = cell
             with _progress(len(cells), progress) as bar:
                 while pending:
                     done, _ = ray.wait(list(pending), num_returns=1)
@@ -128,9 +142,9 @@ class RayExecutor:
                 ray.shutdown()
 
 
-def make_executor(name: str, address: str | None = None) -> Any:
+def make_executor(name: str, address: str | None = None, *, gpus_per_cell: float = 0.0) -> Any:
     if name == "local":
         return LocalExecutor()
     if name == "ray":
-        return RayExecutor(address)
+        return RayExecutor(address, gpus_per_cell=gpus_per_cell)
     raise ValueError(f"Unknown executor {name!r}; expected local or ray.")

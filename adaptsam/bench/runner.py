@@ -71,7 +71,11 @@ def run_bench(spec: BenchSpec, out: str | os.PathLike[str], *, executor: Any = N
         todo = [c for c in cells if statuses[c.key] == "pending"]
         timed = 0
         try:
-            (executor or LocalExecutor()).run(todo, store, out, progress=progress, on_result=on_result)
+            executor = executor or LocalExecutor()
+            for name in ("device", "precision"):  # how cells run: the spec's, unless the executor was told
+                if getattr(executor, name, "") is None:
+                    setattr(executor, name, getattr(spec, name))
+            executor.run(todo, store, out, progress=progress, on_result=on_result)
             if timing:
                 timed = run_timing_phase(store, TimingConfig(rounds=spec.timing_rounds), progress=progress,
                                          force=bool(todo))
@@ -98,15 +102,21 @@ def _write_report(out: Path) -> Path:
 
 def cells_to_time(store: ResultStore) -> list[CellToTime]:
     """Every done cell of the store with an adapter file to rebuild its deployed copy from."""
+    from adaptsam.devices import resolve_device, resolve_precision
+
+    spec = store.meta("spec") or {}
     out = []
     for row in store.rows():
         path = row.metrics.get("adapter_file")
         if row.status != "done" or not path or not Path(path).is_file():
             continue
         cell = row.cell
+        # timed where the bench runs now (the spec's device), else where the cell ran
+        device = str(resolve_device(spec.get("device") or row.metrics.get("device") or "auto"))
+        precision = resolve_precision(spec.get("precision", "auto"), device)
         out.append(CellToTime(key=row.key, label=row.label, backbone=cell.backbone, adapter=cell.adapter,
                               policy=cell.policy, resolution=cell.resolution, batch=cell.throughput_batch,
-                              adapter_file=str(path)))
+                              adapter_file=str(path), device=device, precision=precision))
     return out
 
 
@@ -121,8 +131,9 @@ def run_timing_phase(store: ResultStore, config: TimingConfig, *, progress: bool
     latest = store.latest_timing_run()
     if not force and latest is not None and {c.key for c in cells} <= set(store.speeds(latest["run_id"])):
         return 0
+    timed_on = {"device": sorted({c.device for c in cells}), "precision": sorted({c.precision for c in cells})}
     run_id = store.start_timing_run(environment(), {"rounds": config.rounds, "warmup": config.warmup,
-                                                    "min_pass_s": config.min_pass_s})
+                                                    "min_pass_s": config.min_pass_s, **timed_on})
     parts = [Cell.from_canonical(r.config) for r in store.rows([c.key for c in cells])]
     if any(in_process_parts(c) for c in parts):  # parts registered in this process exist only here
         outcome = run_timing(cells, config, progress)

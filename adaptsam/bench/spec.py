@@ -90,7 +90,8 @@ class Cell:
         return (f"{self.backbone}/{self.adapter_display}/{self.policy}/R{self.resolution}/{self.dataset}{shots}"
                 f"/seed{self.seed}")
 
-    def experiment(self) -> Any:
+    def experiment(self, device: str = "auto", precision: str = "auto") -> Any:
+        """This cell as an experiment run on ``device`` at ``precision`` (how it runs, not part of its key)."""
         from adaptsam.engine.experiment import Experiment
         from adaptsam.engine.train import TrainConfig
 
@@ -100,7 +101,8 @@ class Cell:
                           policy=self.policy, policy_cfg=dict(self.policy_cfg), resolution=self.resolution,
                           data=self.dataset, shots=self.shots, seed=self.seed, pretrained=self.pretrained,
                           train=train, eval_limit=self.eval_limit,
-                          prompt=self.prompt if self.prompt != "none" else "box")
+                          prompt=self.prompt if self.prompt != "none" else "box", device=device,
+                          precision=precision)
 
     @classmethod
     def from_canonical(cls, values: Mapping[str, Any]) -> Cell:
@@ -131,8 +133,16 @@ class BenchSpec:
     name: str = "custom"
     note: str = ""
     timing_rounds: int = 5  # interleaved rounds of the timing phase over every distinct graph (not in cell keys)
+    device: str = "auto"  # where cells train, evaluate and are timed: auto (CUDA when available), cpu, cuda[:N]
+    precision: str = "auto"  # autocast of training, evaluation and timing: auto = bf16 on CUDA, fp32 on CPU
+    # device and precision are how a cell runs, not what it is: they are not in cell keys (a CPU run and a GPU
+    # run of one cell are the same row); each result records them in its metrics
 
     def __post_init__(self) -> None:
+        from adaptsam.devices import check_device_option, resolve_precision
+
+        check_device_option(self.device)
+        resolve_precision(self.precision, "cpu")
         if self.prompt not in PROMPTS:
             raise ConfigError(f"Expected prompt in {PROMPTS}, got {self.prompt!r}.")
         for name in ("backbones", "adapters", "policies", "resolutions", "datasets", "shots", "seeds"):
@@ -313,7 +323,7 @@ def spec_from_mapping(values: Mapping[str, Any], base: BenchSpec | None = None) 
 
 
 _SCALARS = ("steps", "batch_size", "lr", "adapter_lr", "prompt", "eval_limit", "throughput_batch", "pretrained",
-            "name", "note", "timing_rounds")
+            "name", "note", "timing_rounds", "device", "precision")
 
 
 def _as_list(value: Any) -> list[Any]:

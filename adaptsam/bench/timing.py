@@ -51,6 +51,8 @@ class CellToTime:
     resolution: int
     batch: int
     adapter_file: str
+    device: str = "cpu"  # where the deployed copy is rebuilt and timed (the bench's device)
+    precision: str = "fp32"  # autocast of the timed passes: bf16 or fp32
 
 
 @dataclass
@@ -83,16 +85,19 @@ def _build(cell: CellToTime) -> Any:
     from adaptsam.adapters.io import load_adapter
     from adaptsam.inference import for_inference
 
-    return for_inference(load_adapter(cell.adapter_file))
+    return for_inference(load_adapter(cell.adapter_file, device=cell.device))
 
 
-def _forward_fn(model: Any, batch: int) -> Callable[[], Any]:
+def _forward_fn(model: Any, batch: int, precision: str = "fp32") -> Callable[[], Any]:
+    from adaptsam.devices import autocast
+
     images, boxes = sample_inputs(model, batch)
     device = model.device
 
     @torch.inference_mode()
     def run() -> Any:
-        out = model(images, boxes=boxes) if model.uses_prompts else model(images)
+        with autocast(device, precision):
+            out = model(images, boxes=boxes) if model.uses_prompts else model(images)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return out
@@ -125,7 +130,7 @@ def time_graphs(cells: list[CellToTime], config: TimingConfig, progress: bool = 
         if signature not in graphs:
             graphs[signature] = GraphTimes(signature, f"{cell.backbone}/{cell.policy}/R{cell.resolution}/"
                                                       f"{cell.adapter}", cell.batch)
-            runners[signature] = _forward_fn(model, cell.batch)
+            runners[signature] = _forward_fn(model, cell.batch, cell.precision)
         del model
     repeats = {}
     for signature, fn in runners.items():

@@ -79,6 +79,28 @@ def add_model_options(parser: argparse.ArgumentParser, *, adapter_default: str |
     group.add_argument("--policy-cfg", help="policy options: JSON or key=value,...")
     group.add_argument("--resolution", "-R", type=int, help="input side R in pixels")
     add_download_option(group)
+    add_device_options(group)
+
+
+def add_device_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *,
+                       precision: bool = True, default: str | None = "auto") -> None:
+    """``--device`` (every command that builds a model) and, where it computes, ``--precision``/``--no-bf16``.
+
+    ``default=None`` leaves the device to a config file (bench specs); unset, that is ``auto`` too."""
+    parser.add_argument("--device", default=default,
+                        help="auto (default: CUDA when available), cpu, cuda or cuda:N")
+    if precision:
+        parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                            help="autocast precision (default auto: bf16 on CUDA, fp32 on CPU; weights stay fp32)")
+        parser.add_argument("--no-bf16", dest="precision", action="store_const", const="fp32",
+                            help="same as --precision fp32")
+
+
+def device_from_args(args: argparse.Namespace) -> Any:
+    """The torch.device ``--device`` names (``auto`` resolved); a device that can't be used is a ConfigError."""
+    from adaptsam.devices import resolve_device
+
+    return resolve_device(getattr(args, "device", None) or "auto")
 
 
 DOWNLOAD_HELP = ("fetch missing official backbone weights into $ADAPTSAM_HOME/checkpoints (verified by sha256; "
@@ -202,7 +224,7 @@ def experiment_from_args(args: argparse.Namespace) -> Experiment:
                           f"options (e.g. 'steps: 100'), got {train!r}.")
     train = dict(train)
     for key in ("backbone", "checkpoint", "adapter", "policy", "resolution", "data", "shots", "seed", "eval_split",
-                "eval_limit", "prompt"):
+                "eval_limit", "prompt", "device", "precision"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
     if getattr(args, "random_init", None):

@@ -46,6 +46,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--out", default="bench-out", help="output folder (default: bench-out)")
     run.add_argument("--executor", choices=("local", "ray"), default="local")
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    from adaptsam.cli._options import add_device_options
+
+    add_device_options(run, default=None)  # --device, --precision/--no-bf16: how cells run (not part of their keys)
+    run.add_argument("--gpus-per-cell", type=float, default=0.0,
+                     help="GPUs a Ray task needs per cell (fractions such as 0.25 share a GPU; default 0)")
     run.add_argument("--retry-failed", action="store_true", help="run failed cells again")
     run.add_argument("--dry-run", action="store_true", help="list the cells and their status, run nothing")
     run.add_argument("--no-report", action="store_true")
@@ -67,7 +72,16 @@ def spec_from_args(args: argparse.Namespace):
               if getattr(args, flag, None) is not None}
     if args.random_init:
         values["pretrained"] = False
-    return spec_from_mapping(values, spec) if values else spec
+    spec = spec_from_mapping(values, spec) if values else spec
+    how = {name: getattr(args, name) for name in ("device", "precision") if getattr(args, name, None) is not None}
+    if how:  # how the cells run, not what they are: the preset keeps its name
+        from dataclasses import replace
+
+        from adaptsam.devices import resolve_device
+
+        resolve_device(how.get("device", "auto"))  # "cuda" without a GPU fails now, before any cell runs
+        spec = replace(spec, **how)
+    return spec
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
@@ -104,7 +118,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
         from adaptsam.bench.tracking import WandbCellLogger
 
         on_result = WandbCellLogger(group=spec.name)
-    summary = run_bench(spec, args.out, executor=make_executor(args.executor, args.address),
+    executor = make_executor(args.executor, args.address, gpus_per_cell=args.gpus_per_cell)
+    summary = run_bench(spec, args.out, executor=executor,
                         retry_failed=args.retry_failed, progress=not args.no_progress, report=not args.no_report,
                         on_result=on_result)
     done = ", ".join(f"{v} {k}" for k, v in sorted(summary.statuses.items()))

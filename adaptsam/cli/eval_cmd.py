@@ -10,6 +10,7 @@ from adaptsam.cli._options import (
     add_data_options,
     add_model_options,
     check_out_dir,
+    device_from_args,
     experiment_from_args,
     fetch_checkpoints,
 )
@@ -39,6 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import adaptsam
+    from adaptsam.devices import resolve_precision
     from adaptsam.engine.evaluate import evaluate
     from adaptsam.engine.experiment import build_model, test_data, write_json
 
@@ -46,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         _refuse_conflicts(args)
         experiment_from_args(args)  # the other flags are checked before the model is built
         check_out_dir(args.out, force=args.force, finished=("metrics.json",))
-        model = adaptsam.load_adapter(args.weights, checkpoint=args.checkpoint, download=args.download)
+        model = adaptsam.load_adapter(args.weights, checkpoint=args.checkpoint, download=args.download,
+                                      device=device_from_args(args))
         args.backbone, args.adapter = model.info.name, model.adapter.name
         args.policy, args.resolution = model.policy.name, model.resolution
         args.adapter_cfg = args.policy_cfg = None
@@ -58,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
         check_out_dir(args.out, force=args.force, finished=("metrics.json",))
         fetch_checkpoints([experiment.backbone], download=args.download and experiment.checkpoint is None)
         model = build_model(experiment)
-    result = evaluate(model, test_data(experiment), prompt=experiment.prompt, progress=not args.no_progress)
+    precision = resolve_precision(experiment.precision, model.device)
+    result = evaluate(model, test_data(experiment), prompt=experiment.prompt, progress=not args.no_progress,
+                      precision=precision)
     payload = {**result.to_dict(), "experiment": experiment.to_dict(), "weights": args.weights,
-               "backbone_pretrained": model.info.pretrained}
+               "backbone_pretrained": model.info.pretrained, "device": str(model.device), "precision": precision}
     write_json(Path(args.out) / "metrics.json", payload)
     print(json.dumps({"mean_dice": round(result.mean_dice, 4), "mean_iou": round(result.mean_iou, 4),
                       "n_images": result.n_images, "split": result.split, "out": str(args.out)}))

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from adaptsam.cli._options import DOWNLOAD_HELP, build_config, check_out_dir, fetch_checkpoints, weights_backbone
+from adaptsam.cli._options import (
+    DOWNLOAD_HELP,
+    add_device_options,
+    build_config,
+    check_out_dir,
+    device_from_args,
+    fetch_checkpoints,
+    weights_backbone,
+)
 from adaptsam.errors import ConfigError
 
 ORDER = 60
@@ -57,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--policy", help="resolution policy (default native without WEIGHTS)")
     model.add_argument("--resolution", type=int, metavar="R", help="input resolution R (default: design size)")
     model.add_argument("--checkpoint", metavar="PATH", help="backbone checkpoint, when it is not found automatically")
-    model.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device_options(model, precision=False)
     post = parser.add_argument_group("post-processing (areas in original-image pixels)")
     post.add_argument("--threshold", type=float, default=0.0, metavar="LOGIT",
                       help="logit threshold (default 0 = probability 0.5)")
@@ -108,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is None:
         fetch_checkpoints(weights_backbone(weights, args.backbone), download=args.download)
     model = load_model(weights, backbone=args.backbone, policy=args.policy, resolution=args.resolution,
-                       checkpoint=args.checkpoint, device=args.device)
+                       checkpoint=args.checkpoint, device=device_from_args(args))
     result = predict_paths(Predictor(model, config), inputs, args.out, args.prompts, describe_model(model, weights))
     if args.format == "coco":
         from adaptsam.coco_results import write_coco_results

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from adaptsam.cli._options import (
@@ -43,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     experiment = experiment_from_args(args)  # every value checked before anything is built
     check_out_dir(args.out, force=args.force)
     fetch_checkpoints([experiment.backbone], download=args.download and experiment.checkpoint is None)
-    context = init_distributed()
+    context = init_distributed(experiment.device)
+    if context.distributed:  # each rank on its own GPU (cuda:LOCAL_RANK), or the CPU
+        experiment = dataclasses.replace(experiment, device=context.device)
     try:
         result = run_experiment(experiment, args.out, context=context, progress=experiment.train.progress)
     finally:

@@ -21,6 +21,7 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    device: str = "cpu"  # this rank's device: cuda:LOCAL_RANK for a CUDA run, cpu otherwise
 
     @property
     def is_main(self) -> bool:
@@ -34,18 +35,27 @@ class DistContext:
         return items[self.rank::self.world_size]
 
 
-def init_distributed() -> DistContext:
-    """Join the process group ``torchrun`` describes in the environment; a single process otherwise."""
+def init_distributed(device: str | torch.device | None = "auto") -> DistContext:
+    """Join the process group ``torchrun`` describes in the environment; a single process otherwise.
+
+    The backend follows where the model will live, not whether CUDA exists: nccl only for a CUDA model (each
+    rank on its ``LOCAL_RANK`` GPU, so ``--device cuda`` means one GPU per rank), gloo for a CPU model, which
+    nccl cannot all-reduce. ``context.device`` is the device this rank builds its model on.
+    """
+    from adaptsam.devices import resolve_device
+
+    resolved = resolve_device(device)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
-        return DistContext()
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        return DistContext(device=str(resolved))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    on_cuda = resolved.type == "cuda"
+    if on_cuda:
         torch.cuda.set_device(local_rank)
-    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if on_cuda else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank,
+                       device=f"cuda:{local_rank}" if on_cuda else "cpu")
 
 
 def average_gradients(parameters: list[torch.nn.Parameter], context: DistContext) -> None:

@@ -116,7 +116,7 @@ class _Scores:
 
 @torch.inference_mode()
 def evaluate(model: SamModel, data: Any, *, batch_size: int = 8, prompt: str = "box",
-             progress: bool = True, cache: Any = None) -> EvalResult:
+             progress: bool = True, cache: Any = None, precision: str | None = None) -> EvalResult:
     """Score ``model`` on ``data`` (a LowResDataset, no augmentation) at its resolution.
 
     ``cache`` (an :class:`~adaptsam.engine.cache.EmbeddingCache`) serves image embeddings when the encoder is
@@ -124,8 +124,12 @@ def evaluate(model: SamModel, data: Any, *, batch_size: int = 8, prompt: str = "
 
     Images without any object are counted in ``n_skipped``; when no image is scored at all the result would
     be NaN, so that is a DataError naming the dataset instead of a silent NaN.
+    ``precision`` (``auto``/None: bf16 autocast on CUDA, fp32 on CPU; or ``fp32``, ``bf16``) sets autocast.
     """
+    from adaptsam.devices import autocast, resolve_precision
+
     check_prompt_mode(prompt)
+    precision = resolve_precision(precision, model.device)
     if getattr(data, "augment", False):
         data = data.without_augmentation()
     was_training = model.training
@@ -140,14 +144,15 @@ def evaluate(model: SamModel, data: Any, *, batch_size: int = 8, prompt: str = "
     for chunk in chunks:
         batch = default_collate([data[p] for p in chunk])
         ids = list(batch["id"])
-        if model.uses_prompts:
-            if not bool((batch["classes"] >= 0).any()):
-                continue
-            embeddings = cache.embeddings(batch["image"], ids) if cache is not None else None
-            masks = run_batch(model, batch, prompt=prompt, embeddings=embeddings)
-            scores.add(ids, masks.image, masks.classes, masks.logits > 0, masks.targets > 0.5, masks.valid)
-        else:
-            _score_label_maps(model, batch, ids, scores)
+        with autocast(model.device, precision):
+            if model.uses_prompts:
+                if not bool((batch["classes"] >= 0).any()):
+                    continue
+                embeddings = cache.embeddings(batch["image"], ids) if cache is not None else None
+                masks = run_batch(model, batch, prompt=prompt, embeddings=embeddings)
+                scores.add(ids, masks.image, masks.classes, masks.logits > 0, masks.targets > 0.5, masks.valid)
+            else:
+                _score_label_maps(model, batch, ids, scores)
     model.train(was_training)
     if not scores.rows:
         raise DataError(

@@ -41,6 +41,8 @@ class Experiment:
     eval_split: str = "test"
     eval_limit: int | None = None  # score the first N images of the split only
     prompt: str = "box"
+    device: str = "auto"  # auto (CUDA when available), cpu, cuda, cuda:N: where the model is built and runs
+    precision: str = "auto"  # autocast for evaluation (training: train.bf16): auto = bf16 on CUDA, fp32 on CPU
 
     def __post_init__(self) -> None:
         """Every value is checked here, before anything is built: a bad flag or YAML value is one ConfigError."""
@@ -65,6 +67,10 @@ class Experiment:
         if not isinstance(self.train, TrainConfig):
             raise ConfigError(f"Expected train to be a mapping of training options, got {self.train!r}.")
         check_prompt_mode(self.prompt)
+        from adaptsam.devices import check_device_option, resolve_precision
+
+        check_device_option(self.device)
+        resolve_precision(self.precision, "cpu")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,7 +127,7 @@ def build_model(exp: Experiment) -> SamModel:
 
     return create_model(exp.backbone, checkpoint=exp.checkpoint, pretrained=exp.pretrained, policy=exp.policy,
                         policy_cfg=exp.policy_cfg, resolution=exp.resolution, adapter=exp.adapter,
-                        adapter_cfg=exp.adapter_cfg, seed=exp.seed)
+                        adapter_cfg=exp.adapter_cfg, seed=exp.seed, device=exp.device)
 
 
 def training_data(exp: Experiment, *, prompted: bool | None = None) -> Any:
@@ -144,12 +150,6 @@ def training_data(exp: Experiment, *, prompted: bool | None = None) -> Any:
     return dataset
 
 
-def _with_objects(base: Any, indices: list[int]) -> tuple[list[int], int]:
-    import warnings
-
-    from adaptsam.data.prompts import present_classes
-
-    kept = [i for i in indices if present_classes(base.mask_at(i), base.foreground_classes)]
 def _with_classes(base: Any) -> Any:
     """A dataset whose classes are all "background" has nothing to prompt or score: say so, naming its labels."""
     if not base.foreground_classes:
@@ -161,6 +161,12 @@ def _with_classes(base: Any) -> Any:
     return base
 
 
+def _with_objects(base: Any, indices: list[int]) -> tuple[list[int], int]:
+    import warnings
+
+    from adaptsam.data.prompts import present_classes
+
+    kept = [i for i in indices if present_classes(base.mask_at(i), base.foreground_classes)]
     skipped = len(indices) - len(kept)
     where = f"{base.name}/{base.split}"
     if not kept:
@@ -199,20 +205,26 @@ def run_experiment(exp: Experiment, out_dir: str | os.PathLike[str] | None = Non
                    context: DistContext | None = None, model: SamModel | None = None,
                    progress: bool = True) -> ExperimentResult:
     """Build (unless ``model`` is given), train, evaluate on the main process, and write results there."""
+    from adaptsam.devices import resolve_precision
+
     context = context or DistContext()
     model = model or build_model(exp)
     train_set = training_data(exp, prompted=model.uses_prompts)
-    train_config = replace(exp.train, progress=exp.train.progress and progress)
+    precision = resolve_precision(exp.precision, model.device)
+    bf16 = exp.train.bf16 if exp.train.bf16 is not None or exp.precision == "auto" else precision == "bf16"
+    train_config = replace(exp.train, progress=exp.train.progress and progress, bf16=bf16)
     trained = fit(model, train_set, train_config, out_dir=out_dir if model.adapter is not None else None,
                   context=context)
     trained.skipped_images = getattr(train_set, "skipped_images", 0)
     evaluation = None
     if context.is_main:
-        evaluation = evaluate(model, test_data(exp), prompt=exp.prompt, progress=progress)
+        evaluation = evaluate(model, test_data(exp), prompt=exp.prompt, progress=progress, precision=precision)
     result = ExperimentResult(model, trained, evaluation)
     if out_dir is not None and context.is_main:
         written_by = {"rank": context.rank, "world_size": context.world_size}
-        write_json(Path(out_dir) / "metrics.json", {**result.metrics(exp), "written_by": written_by})
+        ran_on = {"device": str(model.device), "precision": precision,
+                  "train_precision": resolve_precision(bf16, model.device)}
+        write_json(Path(out_dir) / "metrics.json", {**result.metrics(exp), **ran_on, "written_by": written_by})
     barrier(context)
     return result
 

@@ -238,7 +238,7 @@ def fit(model: SamModel, data: Any, config: TrainConfig | None = None, *,
                             embeddings = model.encode(batch["image"].to(model.device), batch.get("valid_hw"))
                     else:
                         embeddings = None
-                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+                    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                         masks = run_batch(model, batch, prompt=config.prompt, embeddings=embeddings)
                     loss, parts = segmentation_loss(masks.logits, masks.iou, masks.targets, masks.valid, config.loss)
                     (loss / config.grad_accum).backward()
