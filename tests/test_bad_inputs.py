@@ -82,7 +82,6 @@ def _poly(label: str = "cat", points: object = ((2, 2), (10, 2), (10, 10)), kind
     return shape
 
 
-BENCH_OWNER = "lead: bench store ownership"
 
 CASES: list[Case] = [
     # -- adapter and policy options (--adapter-cfg / --policy-cfg) ----------------------------------------------
@@ -401,6 +400,10 @@ CASES: list[Case] = [
     Case("bench unknown adapter", lambda w: _bench(w, "--adapters", "lorra"), ("lorra", "did you mean")),
     Case("bench unknown backbone", lambda w: _bench(w, "--backbones", "vit_bb"), ("vit_bb",)),
     Case("bench unknown policy", lambda w: _bench(w, "--policies", "nativ"), ("nativ",)),
+    Case("bench data path missing", lambda w: _bench(w, "--data", str(w.root / "no_such_data"), dry_run=False),
+         ("no_such_data", "does not exist")),
+    Case("bench data without test split", lambda w: _bench(w, "--data", str(w.broken_data("no_test")),
+                                                           dry_run=False), ("unknown split 'test'",)),
     Case("bench unknown preset", lambda w: _bench(w, "--preset", "fast"), ("fast", "quick")),
     Case("bench yaml unknown key", lambda w: _bench(w, "--config", str(w.yaml("b1", "resolution: [64]\n"))),
          ("resolution", "unknown bench keys")),
@@ -423,9 +426,9 @@ CASES: list[Case] = [
          ("nobench.yaml", "cannot read")),
     Case("bench store not a database", lambda w: _bench(w, out=str(w.bench_dir("garbage_store", b"not sqlite" * 20)),
                                                         dry_run=False),
-         ("results.sqlite", "not"), marks=(pytest.mark.xfail(strict=False, reason=BENCH_OWNER),)),
+         ("results.sqlite", "not")),
     Case("report store not a database", lambda w: ["report", str(w.bench_dir("garbage_report", b"nope" * 50))],
-         ("results.sqlite",), marks=(pytest.mark.xfail(strict=False, reason=BENCH_OWNER),)),
+         ("results.sqlite",)),
     Case("report folder without store", lambda w: ["report", str(w.bench_dir("no_store"))],
          ("no_store", "results.sqlite", "run adaptsam bench")),
 ]

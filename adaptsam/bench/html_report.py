@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,7 @@ def write_html(model: dict[str, Any], plots: list[Path], path: Path) -> Path:
     images = [{"name": p.stem, "data": base64.b64encode(p.read_bytes()).decode("ascii")} for p in plots]
     html = env.get_template(TEMPLATE).render(m=page, plots=images, untrained_mark=UNTRAINED_MARK,
                                              columns=[{"key": k, "title": t, "type": ty} for k, t, ty in COLUMNS])
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # unique per process: two reports never share one
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(path)
     return path
