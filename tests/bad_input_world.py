@@ -124,6 +124,8 @@ class World:
                 (p / "labels.txt").write_text("0 background\npolyp\n")
             elif kind == "labels_gap":
                 (p / "labels.txt").write_text("0 background\n2 polyp\n")
+            elif kind == "no_test":
+                (p / "splits" / "test.txt").unlink()
             elif kind == "labels_background_only":
                 (p / "labels.txt").write_text("0 background\n")
             elif kind == "labels_values":

@@ -112,6 +112,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         for cell in cells:
             print(f"  {statuses.get(cell.key, 'new'):8} {cell.key}  {cell.label}")
         return 0
+    _check_datasets(spec.datasets)
     fetch_checkpoints(spec.backbones, download=args.download and spec.pretrained)
     on_result = None
     if args.wandb:
@@ -127,3 +128,13 @@ def run_bench_command(args: argparse.Namespace) -> int:
     if summary.report:
         print(f"report: {summary.report}")
     return 1 if summary.statuses.get("failed") else 0
+
+
+def _check_datasets(names: tuple[str, ...]) -> None:
+    """Every dataset of the grid opens (train and test splits) before the first cell runs: a missing folder or
+    split is one error now, not a failed row in every cell that uses it."""
+    from adaptsam.data import open_dataset
+
+    for name in names:
+        for split in ("train", "test"):
+            open_dataset(name, split)
