@@ -66,11 +66,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--resolution", type=int, metavar="R", help="input resolution R (default: design size)")
     model.add_argument("--checkpoint", metavar="PATH", help="backbone checkpoint, when it is not found automatically")
     add_device_options(model, precision=False)
+    model.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     post = parser.add_argument_group("post-processing (areas in original-image pixels)")
     post.add_argument("--threshold", type=float, default=0.0, metavar="LOGIT",
                       help="logit threshold (default 0 = probability 0.5)")
     post.add_argument("--min-area", type=int, default=0, metavar="PX", help="remove components smaller than PX")
-    model.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     post.add_argument("--max-hole", type=int, default=0, metavar="PX", help="fill holes smaller than PX")
     post.add_argument("--keep-largest", action="store_true", help="keep only each mask's largest component")
     post.add_argument("--nms-iou", type=float, metavar="IOU",
