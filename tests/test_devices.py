@@ -238,3 +238,15 @@ def test_metrics_json_records_device_and_precision(tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["device"] == "cpu" and metrics["precision"] == "fp32" and metrics["train_precision"] == "fp32"
     assert metrics["experiment"]["device"] == "cpu" and metrics["experiment"]["precision"] == "fp32"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ncut_encodes_on_the_device_and_perf_times_there(device, monkeypatch):
+    from adaptsam.bench import perf
+    from adaptsam.diagnostics.ncut import Column, build_model
+
+    assert _on(build_model("lite_medsam_test", Column("native", 64), device=device), device)
+    monkeypatch.setattr(perf, "_RUN_DEVICE", [device])  # what PerfRun.run sets from PerfConfig.device
+    model = perf.reference_model("lite_medsam_test", "native", 64)
+    assert _on(model, device) and perf.forward_fn(model, 1)().logits.device.type == device
+    perf._reference_model.cache_clear()

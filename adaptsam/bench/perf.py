@@ -64,6 +64,7 @@ class PerfConfig:
     batch: int = 4
     rounds: int = 5
     seed: int = 0
+    device: str = "cpu"  # where models are timed (auto, cpu, cuda[:N]); the sgemm-efficiency rows are CPU targets
 
     @classmethod
     def for_mode(cls, quick: bool) -> PerfConfig:
@@ -79,7 +80,12 @@ def best_time(fn: Callable[[], Any], rounds: int, warmup: int = 1) -> float:
 def _timed(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     fn()
+    if _RUN_DEVICE[0].startswith("cuda"):  # CUDA runs asynchronously: the pass ends when the GPU is done
+        torch.cuda.synchronize(_RUN_DEVICE[0])
     return time.perf_counter() - start
+
+
+_RUN_DEVICE = ["cpu"]  # the device of the PerfRun in progress: models below are built there (cached per device)
 
 
 def interleaved_times(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
@@ -130,19 +136,29 @@ def encode_fn(model: SamModel, batch: int) -> Callable[[], Any]:
     return run
 
 
-@functools.lru_cache(maxsize=8)
 def reference_model(backbone: str, policy: str, resolution: int, match_window: bool = False) -> SamModel:
-    """A model to time, built once per run (real LiteMedSAM weights; random ViT weights, same speed)."""
+    """A model to time, built once per run (real LiteMedSAM weights; random ViT weights, same speed), on the
+    run's device."""
+    return _reference_model(backbone, policy, resolution, match_window, _RUN_DEVICE[0])
+
+
+@functools.lru_cache(maxsize=8)
+def _reference_model(backbone: str, policy: str, resolution: int, match_window: bool, device: str) -> SamModel:
     from adaptsam.api import create_model
 
     pretrained = backbone == "lite_medsam"  # speed doesn't depend on weights; vit_b's aren't shipped
     cfg = {"match_window": True} if match_window else None
-    return create_model(backbone, pretrained=pretrained, policy=policy, resolution=resolution, policy_cfg=cfg).eval()
+    return create_model(backbone, pretrained=pretrained, policy=policy, resolution=resolution, policy_cfg=cfg,
+                        device=device).eval()
+
+
+def deployed_model(backbone: str, policy: str, resolution: int, match_window: bool = False) -> SamModel:
+    """The model as ``adaptsam.inference.for_inference`` ships it (what bench throughput times)."""
+    return _deployed_model(backbone, policy, resolution, match_window, _RUN_DEVICE[0])
 
 
 @functools.lru_cache(maxsize=8)
-def deployed_model(backbone: str, policy: str, resolution: int, match_window: bool = False) -> SamModel:
-    """The model as ``adaptsam.inference.for_inference`` ships it (what bench throughput times)."""
+def _deployed_model(backbone: str, policy: str, resolution: int, match_window: bool, device: str) -> SamModel:
     return for_inference(reference_model(backbone, policy, resolution, match_window))
 
 
@@ -283,6 +299,17 @@ class PerfRun:
                                            f"{timings['total_s']:.1f} s cell (store, adapter file, counts)")
 
     def run(self, progress: Callable[[str], None] | None = None) -> list[TargetResult]:
+        """Every target, timed on ``config.device`` (``auto`` resolved; CUDA passes are synchronised)."""
+        from adaptsam.devices import resolve_device
+
+        previous = _RUN_DEVICE[0]
+        _RUN_DEVICE[0] = str(resolve_device(self.config.device))
+        try:
+            return self._run(progress)
+        finally:
+            _RUN_DEVICE[0] = previous
+
+    def _run(self, progress: Callable[[str], None] | None) -> list[TargetResult]:
         steps: list[tuple[str, Callable[[], TargetResult | list[TargetResult]]]] = [
             ("sgemm peak", lambda: self.sgemm_peak() and []),
             ("native vs upsample", self.native_vs_upsample),
@@ -302,8 +329,8 @@ class PerfRun:
                 progress(label)
             outcome = step()
             results.extend(outcome if isinstance(outcome, list) else [outcome])
-        reference_model.cache_clear()
-        deployed_model.cache_clear()
+        _reference_model.cache_clear()
+        _deployed_model.cache_clear()
         return results
 
 
@@ -330,7 +357,7 @@ def decoder_step_fns(backbone: str = "lite_medsam", resolution: int = 128, batch
 
     policy_cfg = {"match_window": True} if backbone.startswith("vit_") else None
     model = create_model(backbone, pretrained=backbone == "lite_medsam", policy="native", resolution=resolution,
-                         policy_cfg=policy_cfg, adapter="decoder")
+                         policy_cfg=policy_cfg, adapter="decoder", device=_RUN_DEVICE[0])
     data = LowResDataset(open_dataset("synthetic", "train"), resolution, train=False, indices=range(batch))
     sample = default_collate([data[i] for i in range(batch)])
     params = [p for p in model.parameters() if p.requires_grad]
@@ -348,7 +375,7 @@ def decoder_step_fns(backbone: str = "lite_medsam", resolution: int = 128, batch
 
     def uncached() -> None:
         with torch.no_grad():
-            embeddings = model.encode(sample["image"])
+            embeddings = model.encode(sample["image"].to(model.device))
         step(embeddings)
 
     def cached() -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from adaptsam.cli._options import DOWNLOAD_HELP, build_config, check_out_dir, fetch_checkpoints, weights_backbone
+from adaptsam.cli._options import (
+    DOWNLOAD_HELP,
+    add_device_options,
+    build_config,
+    check_out_dir,
+    device_from_args,
+    fetch_checkpoints,
+    weights_backbone,
+)
 from adaptsam.errors import ConfigError
 
 ORDER = 80
@@ -51,6 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", metavar="FILE", help="adapter .safetensors file to load at every setting")
     parser.add_argument("--checkpoint", metavar="PATH", help="backbone checkpoint, when it is not found automatically")
     parser.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
+    add_device_options(parser, precision=False)  # where the encoder runs; the cut itself is on the CPU
     parser.add_argument("--images", required=True, nargs="+", metavar="INPUT",
                         help="image files, folders or glob patterns (the first --max-images are used)")
     parser.add_argument("--max-images", type=int, default=4, metavar="N", help="images to use (default 4)")
@@ -81,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(NcutConfig, "ncut", resolutions=args.resolutions, policies=args.policies,
                           blocks=args.blocks, embedding=not args.no_embedding, max_grid=args.max_grid,
                           n_eig=args.n_eig, seed=args.seed)
+    device = device_from_args(args)  # an unusable device fails before any image is read
     if args.max_images < 1:
         raise ConfigError(f"Expected --max-images to be at least 1, got {args.max_images}.")
     paths, missing = find_images(args.images)
@@ -95,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is None:
         fetch_checkpoints(weights_backbone(args.weights, args.backbone), download=args.download)
     result = run_ncut(images, config, backbone=args.backbone, weights=args.weights, checkpoint=args.checkpoint,
-                      progress=not args.quiet)
+                      progress=not args.quiet, device=device)
     grid = save_grid(result, f"{args.out}/ncut_grid.png")
     csv_path, md_path = write_tables(result, args.out)
     (grid.parent / "summary.json").write_text(json.dumps({"images": [str(p) for p in paths], **summary(result)},

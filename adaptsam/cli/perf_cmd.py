@@ -17,6 +17,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="fewer rounds, no bf16 note: about 4 minutes on 2 CPU cores")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--device", default="cpu",
+                        help="where models are timed: cpu (default: the targets are CPU targets), cuda, cuda:N or "
+                             "auto; the sgemm-efficiency rows always describe the CPU")
     parser.add_argument("--download", action="store_true",
                         help="fetch missing official weights of the timed backbones (vit_b, lite_medsam) first; "
                              "speed does not need them, the window note's Dice does")
@@ -24,6 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
     import sys
     import time
@@ -37,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"Expected --threads to be at least 1, got {args.threads}.")
+    from adaptsam.devices import resolve_device
+
+    device = str(resolve_device(args.device))  # an unusable device fails before anything is measured
     fetch_checkpoints(["vit_b", "lite_medsam"], download=args.download)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -44,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"perf: {env['cpu']}, torch {env['torch']}, {torch.get_num_threads()} threads"
           f"{' (quick)' if args.quick else ''}", file=sys.stderr)
     start = time.perf_counter()
-    perf = PerfRun(PerfConfig.for_mode(args.quick))
+    perf = PerfRun(dataclasses.replace(PerfConfig.for_mode(args.quick), device=device))
     results = perf.run(progress=lambda label: print(f"  measuring {label} …", file=sys.stderr, flush=True))
     peak = perf.sgemm_peak()
     print(f"sgemm peak at the start: {peak.gflops:.0f} GFLOP/s at {peak.shape} on {peak.threads} threads "

@@ -129,7 +129,7 @@ class NcutResult:
 
 # -- models and features ---------------------------------------------------------------------------------
 def build_model(backbone: str | None, column: Column, weights: str | os.PathLike[str] | None = None,
-                checkpoint: str | os.PathLike[str] | None = None) -> SamModel:
+                checkpoint: str | os.PathLike[str] | None = None, device: Any = None) -> SamModel:
     """The backbone (+ adapter weights) prepared for one column.
 
     An adapter file normally loads only at its own policy and R; here it is loaded on purpose at other
@@ -141,7 +141,7 @@ def build_model(backbone: str | None, column: Column, weights: str | os.PathLike
         if backbone is None:
             raise IncompatibleError("Expected --backbone NAME or --weights FILE; got neither.")
         return adaptsam.create_model(backbone, checkpoint=checkpoint, policy=column.policy,
-                                     resolution=column.resolution).eval()
+                                     resolution=column.resolution, device=device).eval()
     from safetensors.torch import load_file
 
     from adaptsam.adapters.io import check_model_matches, read_metadata
@@ -156,10 +156,10 @@ def build_model(backbone: str | None, column: Column, weights: str | os.PathLike
                                   policy_cfg=policy_cfg, resolution=column.resolution,
                                   pretrained=json.loads(meta["backbone_pretrained"]), adapter=meta["adapter"],
                                   adapter_cfg=json.loads(meta["adapter_config"]),
-                                  seed=int(meta.get("backbone_init_seed", "0")))
+                                  seed=int(meta.get("backbone_init_seed", "0")), device=device)
     here = {**meta, "policy": json.dumps(model.policy.to_dict(), sort_keys=True), "resolution": str(column.resolution)}
     check_model_matches(model, here, Path(weights), strict_backbone=True)
-    model.adapter.load_trainable(model, load_file(str(weights)), source=str(weights))
+    model.adapter.load_trainable(model, load_file(str(weights), device=str(model.device)), source=str(weights))
     return model.eval()
 
 
@@ -293,12 +293,15 @@ def eigvec_colours(eigvecs: torch.Tensor, low: float = 0.01, high: float = 0.99)
 
 def run_ncut(images: Sequence[np.ndarray], config: NcutConfig, *, backbone: str | None = None,
              weights: str | os.PathLike[str] | None = None, checkpoint: str | os.PathLike[str] | None = None,
-             progress: bool = True) -> NcutResult:
-    """Encode ``images`` (uint8 H×W×3) at every column, cut each block's tokens jointly, score CKA."""
+             progress: bool = True, device: Any = None) -> NcutResult:
+    """Encode ``images`` (uint8 H×W×3) at every column, cut each block's tokens jointly, score CKA.
+
+    ``device`` is where the encoder runs (``auto``, ``cpu``, ``cuda[:N]``; default the CPU); the pooled tokens,
+    the cut and CKA are on the CPU either way."""
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    first = build_model(backbone, Column(config.policies[0], max(config.resolutions)), weights, checkpoint)
+    first = build_model(backbone, Column(config.policies[0], max(config.resolutions)), weights, checkpoint, device)
     columns = config.columns(first.design_size)
     natives = [c for c in columns if c.policy == "native"] or columns
     reference = max(natives, key=lambda c: c.resolution)
@@ -307,7 +310,7 @@ def run_ncut(images: Sequence[np.ndarray], config: NcutConfig, *, backbone: str 
     labels: list[str] = []
     for column in tqdm(columns, desc="encode", unit="setting", disable=not progress):
         model = first if column == Column(config.policies[0], max(config.resolutions)) else \
-            build_model(backbone, column, weights, checkpoint)
+            build_model(backbone, column, weights, checkpoint, device)
         blocks = select_blocks(model, config.blocks)
         labels = [label for label, _ in blocks] + ([EMBEDDING] if config.embedding else [])
         pixels = square_inputs(images, column.resolution)
