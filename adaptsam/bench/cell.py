@@ -96,7 +96,7 @@ def run_cell(cell: Cell, workdir: str | os.PathLike[str], *, cache_dir: str | os
             "per_image": scores.per_image, "throughput_batch": cell.throughput_batch,
             "trainable_params": counts.trainable, "frozen_params": counts.frozen, "total_params": counts.total,
             "stored_bytes": counts.stored_bytes, "adapter_bytes": adapter_path.stat().st_size,
-            "train_mem_mb": train_peak.megabytes, "infer_mem_mb": infer_mb,
+            "train_mem_mb": train_peak.megabytes if trained.steps else None, "infer_mem_mb": infer_mb,
             "memory_method": train_peak.method + ("" if isolated else " (cell not isolated in its own process)"),
             "train_steps": trained.steps, "final_loss": trained.final_loss,
             "train_images_per_s": trained.images_per_second,
