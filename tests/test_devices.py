@@ -82,8 +82,10 @@ def test_one_training_step_and_evaluation_on_the_device(device):
     model = _model(device)
     result = fit(model, _data(), TrainConfig(steps=1, batch_size=2, progress=False, augment=False, cache=False))
     assert result.steps == 1 and np.isfinite(result.final_loss) and _on(model, device)
-    scores = evaluate(model, _data("test"), progress=False)
+    scores = evaluate(model, _data("test"), progress=False, precision="fp32")
     assert 0.0 <= scores.mean_dice <= 1.0
+    bf16 = evaluate(model, _data("test"), progress=False, precision="bf16")  # autocast on this device runs
+    assert abs(bf16.mean_dice - scores.mean_dice) < 0.05
     assert resolve_precision(None, model.device) == ("bf16" if device == "cuda" else "fp32")
 
 
