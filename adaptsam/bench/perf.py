@@ -394,6 +394,9 @@ def time_one_cell(steps: int = 10) -> dict[str, float]:
 
     spec = BenchSpec(backbones=("lite_medsam",), adapters=(AdapterChoice("decoder"),), policies=("native",),
                      resolutions=(64,), datasets=("synthetic",), shots=(8,), steps=steps, eval_limit=16)
+    from adaptsam.bench.worker import run_isolated
+
+    run_isolated(int)  # start the bench's forkserver first: a one-off per bench, not a cost of each cell
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         cells = spec.cells()

@@ -224,7 +224,8 @@ def write_markdown(store: ResultStore, rows: list[Row], entries: list[Entry], pl
             + ".", "",
             "Dice is the per-image mean at the evaluation resolution R, against the mask at R. The interval is a "
             "95% t-interval over seeds, or with one seed a bootstrap over test images. ≈: interval overlaps the "
-            "best row's. n.s.: the paired bootstrap over test images can't separate it from zero-shot. "
+            "best row's. n.s.: a bootstrap over seeds and test images together (images paired) can't separate it "
+            "from zero-shot. "
             f"{UNTRAINED_MARK}: random-init backbone (untrained). images/s at a fixed batch on the inference copy "
             "(adapter merged, BatchNorm folded, channels-last).", "", *timing_note(store, rows), "",
             f"Memory: {memory_method(rows)}; training = the whole training phase (gradients, optimiser state, "
