@@ -130,7 +130,7 @@ def test_adapters_all_includes_installed_plugins(tmp_path, tiny_spec):
     if not plugins:
         pytest.skip("no adapter plugins installed (pip install ./plugins/*)")
     spec = spec_from_mapping({"adapters": "all", "policies": "native", "resolutions": [32]}, tiny_spec)
-    run_bench(spec, tmp_path, progress=False, report=False)
+    run_bench(spec, tmp_path, progress=False, report=False, timing=False)  # timing: tests/bench/test_timing.py
     with ResultStore(tmp_path / STORE_NAME) as store:
         rows = {r.config["adapter"]: r for r in store.rows()}
     assert set(rows) == set(registry.adapters.names())
