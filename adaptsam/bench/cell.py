@@ -43,7 +43,7 @@ def run_cell(cell: Cell, workdir: str | os.PathLike[str], *, cache_dir: str | os
     """Run ``cell``; every failure becomes a result. ``cache_dir`` shares frozen-encoder embeddings between
     cells; ``isolated`` says this process runs this cell alone (its memory figures are then the cell's own).
     ``device``/``precision`` (the bench's, not the cell's: not in its key) say where and how it runs."""
-    from adaptsam.bench.measure import PeakMemory, environment, fix_allocator, inference_memory
+    from adaptsam.bench.measure import PeakMemory, environment, inference_memory
     from adaptsam.devices import resolve_precision
     from adaptsam.engine.cache import EmbeddingCache
     from adaptsam.engine.evaluate import evaluate
@@ -52,8 +52,6 @@ def run_cell(cell: Cell, workdir: str | os.PathLike[str], *, cache_dir: str | os
     from adaptsam.inference import for_inference
     from adaptsam.params import count_parameters
 
-    if isolated:
-        fix_allocator()
     timings: dict[str, float] = {}
     start = time.perf_counter()
     env = environment()

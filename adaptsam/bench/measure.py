@@ -7,10 +7,10 @@ phase's working memory (activations, gradients, optimiser state):
 - **CUDA**: the caching allocator's ``max_memory_allocated`` (reset at the phase's start).
 - **CPU**: the kernel's high-water mark of the resident set (``VmHWM`` in ``/proc/self/status``, reset at the
   phase's start through ``/proc/self/clear_refs``) of the cell's own worker process. Two things make it
-  repeatable: the bench runs each cell in a fresh process, so no earlier cell's leftovers are in it; and
-  the worker fixes glibc's mmap threshold (:func:`fix_allocator`), so every tensor of 128 KiB or more is
-  mapped on allocation and returned on free — without that, glibc's sliding threshold keeps freed blocks
-  resident and a phase's peak depends on what ran before it in the process.
+  repeatable: the bench runs each cell in a fresh process, so no earlier cell's leftovers are in it, and
+  every phase starts with ``malloc_trim(0)``, which hands freed heap pages back to the kernel, so a phase's
+  peak counts the pages it touches itself. (Fixing glibc's mmap threshold instead, so every large tensor is
+  mapped and unmapped, made training 2× slower on 2 cores: not worth it.)
   Where ``clear_refs`` is not writable, a sampling thread reads the resident set every 5 ms instead.
 """
 
@@ -30,10 +30,6 @@ import torch
 
 from adaptsam.model import SamModel
 
-MMAP_THRESHOLD = 128 * 1024
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter numbers
-_M_TRIM_THRESHOLD = -1
-
 
 def sample_inputs(model: SamModel, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Random images at the model's R and one centred box each: what speed is timed on (content doesn't
@@ -49,16 +45,6 @@ def _libc() -> Any:
         return ctypes.CDLL("libc.so.6")
     except OSError:
         return None
-
-
-def fix_allocator() -> bool:
-    """In a worker process of its own: a fixed mmap threshold (freed tensors leave the resident set at once).
-    Returns whether glibc took it (other C libraries: nothing to do)."""
-    libc = _libc()
-    if libc is None or not hasattr(libc, "mallopt"):
-        return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD,
-                                                                                       MMAP_THRESHOLD))
 
 
 def _status_kb(field: str) -> int | None:
