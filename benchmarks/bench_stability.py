@@ -40,6 +40,8 @@ def figures(folder: Path) -> dict[str, dict[str, float]]:
 
 
 def disagreement(a: float | None, b: float | None, column: str) -> float:
+    if a is None and b is None:  # n/a in both runs (e.g. no training memory for a cell that trains nothing)
+        return 0.0
     if a is None or b is None:
         return float("inf")
     if column.endswith("_mb") and max(a, b) < SMALL_MB:
