@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     grid.add_argument("--backbones")
     grid.add_argument("--adapters", help="names or 'all'")
     grid.add_argument("--policies")
-    grid.add_argument("--resolutions")
+    grid.add_argument("-R", "--resolutions", help="input resolutions R, e.g. 64,128")
     grid.add_argument("--data", help="datasets: registered names or folder paths")
     grid.add_argument("--shots", help="training images per class; 'all' for the whole split")
     grid.add_argument("--seeds")
