@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from adaptsam.assets import CheckpointSpec
-from adaptsam.backbones._parts import (
+from adaptsam.backbones.build import (
     DecoderConfig,
     build_mask_decoder,
     build_prompt_encoder,

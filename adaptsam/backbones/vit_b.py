@@ -16,14 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from adaptsam.assets import CheckpointSpec
-from adaptsam.backbones._parts import (
+from adaptsam.backbones._upstream import segment_anything_modeling
+from adaptsam.backbones.build import (
     DecoderConfig,
     build_mask_decoder,
     build_prompt_encoder,
     config_dict,
     finish_backbone,
 )
-from adaptsam.backbones._upstream import segment_anything_modeling
 from adaptsam.model import AttentionSite, BackboneInfo, FusedSegment, InputRecipe, PromptStage, SamModel
 
 _modeling = segment_anything_modeling()

@@ -1,4 +1,20 @@
-"""What every SAM-family backbone shares: the prompt encoder/mask decoder config, and weight loading."""
+"""Public helpers for building a SAM-family backbone: the parts every backbone shares, and weight loading.
+
+adaptsam's own backbones (``vit_b.py``, ``vit_t.py``, ``lite_medsam.py``) are built with exactly these, and so
+can a backbone plugin (docs/plugins.md, "Backbones"): build an image encoder, take SAM's prompt encoder and
+mask decoder from :func:`build_prompt_encoder` / :func:`build_mask_decoder` with a :class:`DecoderConfig`,
+put them in a :class:`~adaptsam.model.SamModel`, and hand it to :func:`finish_backbone`, which loads and
+checks the weights (before ``eval()``, see DESIGN.md's TinyViT pitfall) and records where they came from::
+
+    from adaptsam.backbones.build import DecoderConfig, build_mask_decoder, build_prompt_encoder, finish_backbone
+
+    decoder = DecoderConfig(transformer_mlp_dim=512)
+    model = SamModel(encoder, build_prompt_encoder(decoder, design_size=256, patch_stride=16),
+                     build_mask_decoder(decoder), info)
+    return finish_backbone(model, spec, checkpoint=checkpoint, pretrained=pretrained, download=download)
+
+The prompt encoder and mask decoder are segment-anything's own classes (imported lazily), never copies.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +28,7 @@ from torch import nn
 
 from adaptsam.assets import CheckpointSpec, check_state_dict, load_state_dict, resolve_checkpoint, sha256_of
 from adaptsam.backbones._upstream import decoder_modeling
-from adaptsam.errors import CheckpointError
+from adaptsam.errors import CheckpointError, ConfigError
 from adaptsam.model import SamModel
 
 
@@ -31,11 +47,17 @@ class DecoderConfig:
 
     def __post_init__(self) -> None:
         if self.prompt_embed_dim % self.transformer_heads:
-            raise ValueError(f"prompt_embed_dim ({self.prompt_embed_dim}) must be divisible by transformer_heads "
+            raise ConfigError(f"prompt_embed_dim ({self.prompt_embed_dim}) must be divisible by transformer_heads "
                              f"({self.transformer_heads}).")
 
 
+__all__ = ["DecoderConfig", "build_mask_decoder", "build_prompt_encoder", "config_dict", "file_sha256",
+           "finish_backbone"]
+
+
 def build_prompt_encoder(cfg: DecoderConfig, *, design_size: int, patch_stride: int) -> nn.Module:
+    """segment-anything's ``PromptEncoder`` for a ``design_size`` input and an encoder of ``patch_stride``
+    (the policies later resize its grid to R)."""
     grid = design_size // patch_stride
     return decoder_modeling().PromptEncoder(embed_dim=cfg.prompt_embed_dim, image_embedding_size=(grid, grid),
                                             input_image_size=(design_size, design_size),
@@ -43,6 +65,7 @@ def build_prompt_encoder(cfg: DecoderConfig, *, design_size: int, patch_stride: 
 
 
 def build_mask_decoder(cfg: DecoderConfig) -> nn.Module:
+    """segment-anything's ``MaskDecoder`` with its ``TwoWayTransformer``, sized by ``cfg``."""
     modeling = decoder_modeling()
     transformer = modeling.TwoWayTransformer(depth=cfg.transformer_depth, embedding_dim=cfg.prompt_embed_dim,
                                              mlp_dim=cfg.transformer_mlp_dim, num_heads=cfg.transformer_heads)
@@ -63,6 +86,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:
+    """A backbone config as a plain dict (for ``BackboneInfo.config``): a dataclass's fields, or a mapping's items."""
     return asdict(cfg) if is_dataclass(cfg) else dict(cfg)
 
 
