@@ -18,6 +18,7 @@ import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from adaptsam.model import SamModel
@@ -178,3 +179,211 @@ def check_adapter(name: str, backbone: str = "vit_test", *, adapter_cfg: Mapping
                 assert ((merged.logits - expected.logits).abs().max() / scale) < 1e-4, f"{name}: merge changed outputs"
                 for key, value in model.state_dict().items():
                     assert (value - weights[key]).abs().max() < 1e-6, f"{name}: unmerge did not restore {key}"
+
+
+def _foreground_box(model: SamModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 1×3×R×R image, 1 inside an off-centre rectangle and 0 elsewhere, and that rectangle as a 1×1×4 box
+    (xyxy, inclusive pixels): the content a prompt must keep pointing at through a policy."""
+    r = model.resolution
+    x0, y0, x1, y1 = r // 8 + 1, r // 4, r // 2 + r // 8, (3 * r) // 4 - 2
+    image = torch.zeros(1, 3, r, r)
+    image[..., y0:y1 + 1, x0:x1 + 1] = 1.0
+    return image, torch.tensor([[[float(x0), float(y0), float(x1), float(y1)]]])
+
+
+def _extent(mask: torch.Tensor) -> tuple[int, int, int, int]:
+    """xyxy of the True pixels of an H×W mask (inclusive)."""
+    rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
+    assert len(rows) and len(cols), "expected some content, got an empty mask"
+    return int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())
+
+
+def check_policy(name: str, backbone: str = "vit_test", *, policy_cfg: Mapping | None = None,
+                 resolutions: tuple[int, ...] = (64, 96)) -> None:
+    """The resolution-policy contract, on a tiny backbone at each resolution:
+
+    * the registered class is a frozen ``ResolutionPolicy`` dataclass whose ``name`` is the registered name,
+      and its options survive a JSON round trip (adapter files store them as JSON and rebuild the policy from
+      ``to_dict()``); an unknown option is refused with a ``ConfigError``;
+    * ``prepare`` refuses resolutions outside the backbone's range (non-integers included) with an adaptsam
+      error (``IncompatibleError`` or ``ConfigError``) and a message, and a second, different policy on the
+      same model;
+    * the image the encoder gets and the prompts the prompt encoder gets stay on the same content: an R×R
+      image holding a rectangle and that rectangle's box (and a point inside it) map so that the mapped box
+      matches the rectangle in the encoder's input to within a pixel and the mapped point lies inside it;
+    * decoder-resolution logits come back at R×R on the same content: logits made from the mapped image are
+      right everywhere except within one decoder cell of the rectangle's edge;
+    * a full forward gives finite B×1×R×R logits, and the encoder's grid is what the prompt encoder expects.
+    """
+    import dataclasses
+    import json
+
+    import torch.nn.functional as F
+
+    from adaptsam import registry
+    from adaptsam.api import build_policy, create_model
+    from adaptsam.errors import AdaptsamError, ConfigError, IncompatibleError
+    from adaptsam.model import Prompts
+    from adaptsam.policies.base import ResolutionPolicy
+
+    cls = registry.policies.get(name)
+    assert isinstance(cls, type) and issubclass(cls, ResolutionPolicy), \
+        f"policy {name!r} is {cls!r}, expected a subclass of adaptsam.policies.base.ResolutionPolicy"
+    assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen, \
+        f"policy {name!r} ({cls.__name__}) must be a frozen dataclass (@dataclass(frozen=True))"
+    assert cls.name == name, f"policy registered as {name!r} has name {cls.name!r}: adapter files record the name"
+    policy = build_policy(name, policy_cfg)
+    stored = json.loads(json.dumps(policy.to_dict()))  # what an adapter file keeps
+    assert stored.pop("name") == name
+    assert build_policy(name, stored) == policy, f"{name}: options {stored} do not rebuild {policy!r} (JSON round " \
+                                                 f"trip: use JSON-able fields, and convert lists in __post_init__)"
+    try:
+        build_policy(name, {"no_such_option_for_check_policy": 1})
+    except ConfigError:
+        pass
+    else:
+        raise AssertionError(f"{name}: an unknown option was accepted; expected a ConfigError")
+
+    for resolution in resolutions:
+        model = create_model(backbone, pretrained=False, policy=build_policy(name, policy_cfg), resolution=resolution)
+        assert model.policy == policy and model.resolution == resolution
+        try:
+            build_policy("upsample" if name != "upsample" else "native").prepare(model, resolution)
+        except AdaptsamError:
+            pass
+        else:
+            raise AssertionError(f"{name}: a second policy prepared an already prepared model")
+
+        image, box = _foreground_box(model)
+        mapped = policy.images_to_model(image, model)
+        assert mapped.dim() == 4 and mapped.shape[:2] == (1, 3), f"{name}: images_to_model gave {tuple(mapped.shape)}"
+        inside = mapped[0, 0] > 0.5
+        x0, y0, x1, y1 = _extent(inside)
+        centre = box[..., :2].add(box[..., 2:]).div(2).floor().reshape(1, 1, 1, 2)
+        prompts = policy.prompts_to_model(Prompts(boxes=box.clone(), point_coords=centre.clone(),
+                                                  point_labels=torch.ones(1, 1, 1)), model)
+        got = prompts.boxes.reshape(4).tolist()
+        assert all(abs(a - b) <= 1.0 for a, b in zip(got, (x0, y0, x1, y1))), \
+            f"{name} at R={resolution}: box {box.reshape(4).tolist()} maps to {got}, but the image maps that " \
+            f"rectangle to {[x0, y0, x1, y1]} in the encoder's input (prompts and images must map alike)"
+        px, py = prompts.point_coords.reshape(2).round().long().tolist()
+        assert 0 <= py < inside.shape[0] and 0 <= px < inside.shape[1] and inside[py, px], \
+            f"{name} at R={resolution}: point {centre.reshape(2).tolist()} maps to {(px, py)}, outside its rectangle"
+
+        images, boxes = random_batch(model)
+        with torch.no_grad():
+            embeddings = model.encode(images)
+            assert tuple(embeddings.shape[-2:]) == model.embedding_grid, \
+                f"{name}: encoder grid {tuple(embeddings.shape[-2:])} but prompt encoder grid {model.embedding_grid}"
+            out = model.decode(embeddings, Prompts.from_user(2, boxes))
+        r = resolution
+        assert out.logits.shape == (2, 1, r, r), f"{name} at R={r}: logits {tuple(out.logits.shape)}"
+        assert torch.isfinite(out.logits).all(), f"{name} at R={r}: non-finite logits"
+        low_size = tuple(out.low_res_logits.shape[-2:])
+        low = F.interpolate(mapped[:, :1], size=low_size, mode="area") * 2 - 1  # > 0 inside the rectangle
+        back = policy.logits_to_output(low, model)
+        assert back.shape == (1, 1, r, r), f"{name}: logits_to_output gave {tuple(back.shape)}, expected 1×1×{r}×{r}"
+        truth = image[:, :1] > 0.5
+        cell = -(-r // min(low_size)) + 1  # output pixels per decoder cell, rounded up, plus one
+        edge = F.max_pool2d(truth.float(), 2 * cell + 1, 1, cell) != -F.max_pool2d(-truth.float(), 2 * cell + 1, 1,
+                                                                                   cell)
+        wrong = ((back > 0) != truth) & ~edge
+        assert not wrong.any(), f"{name} at R={r}: {int(wrong.sum())} output pixels away from the rectangle's edge " \
+                                f"are on the wrong side after logits_to_output (the logits map back elsewhere)"
+
+    build = registry.backbones.get(backbone)
+    for bad in (16, 64.0, build(pretrained=False).design_size + 16):
+        try:
+            policy.prepare(build(pretrained=False), bad)
+        except (IncompatibleError, ConfigError) as exc:
+            assert str(exc), f"{name}: refused R={bad!r} without a message"
+        else:
+            raise AssertionError(f"{name}: prepared {backbone} at R={bad!r}; expected an IncompatibleError or "
+                                 f"ConfigError saying which R work")
+
+
+def check_dataset(name: str, splits: tuple[str, ...] = ("train", "test"), *, options: Mapping | None = None,
+                  limit: int = 3, resolution: int = 32) -> None:
+    """The dataset contract, on the first ``limit`` samples of each split of a registered dataset:
+
+    * the factory ``open(split, **options)`` returns a ``SegmentationDataset`` of that split with unique string
+      ids, ``len`` equal to the number of ids, and class names (at least one scored class); an unknown split
+      is refused with a ``DataError``;
+    * each sample is ``Sample(image, mask, meta)``: image uint8 H×W×3, mask int64 H×W of the same size holding
+      only class indices ``0..len(classes)-1`` or 255 (ignore), ``meta`` with ``id`` (its own id),
+      ``image_path`` and ``mask_path``; negative indices work like a list's and out-of-range ones raise
+      ``IndexError``;
+    * ``mask_at(i)`` equals ``self[i].mask``, and reading again, or from a second open, gives the same ids and
+      identical arrays (deterministic);
+    * the low-resolution pipeline takes it: ``LowResDataset(dataset, resolution)[0]`` is an R×R sample.
+
+    Pass ``options`` (e.g. ``{"root": path}``) for factories that need them.
+    """
+    from adaptsam import registry
+    from adaptsam.data.lowres import LowResDataset
+    from adaptsam.data.types import IGNORE_INDEX, Sample, SegmentationDataset
+    from adaptsam.errors import DataError
+
+    factory = registry.datasets.get(name)
+    options = dict(options or {})
+    for split in splits:
+        data = factory(split, **options)
+        where = f"dataset {name!r} split {split!r}"
+        assert isinstance(data, SegmentationDataset), \
+            f"{where}: the factory returned {type(data).__name__}, expected an adaptsam.data.SegmentationDataset"
+        assert data.split == split, f"{where}: the dataset says split {data.split!r}"
+        assert isinstance(data.ids, list) and all(isinstance(i, str) and i for i in data.ids), \
+            f"{where}: ids must be a list of non-empty strings"
+        assert len(data) == len(data.ids) > 0, f"{where}: len {len(data)} but {len(data.ids)} ids"
+        assert len(set(data.ids)) == len(data.ids), f"{where}: ids are not unique"
+        assert isinstance(data.classes, tuple) and data.classes and all(isinstance(c, str) for c in data.classes), \
+            f"{where}: classes must be a non-empty tuple of names indexed by mask value, got {data.classes!r}"
+        assert len(data.classes) < IGNORE_INDEX and data.foreground_classes, \
+            f"{where}: classes {data.classes} leave nothing to score (every class is called background)"
+        again = factory(split, **options)
+        assert again.ids == data.ids and again.classes == data.classes, f"{where}: a second open differs"
+
+        n = min(limit, len(data))
+        for i in range(n):
+            sample = data[i]
+            assert isinstance(sample, Sample), f"{where}[{i}]: got {type(sample).__name__}, expected Sample"
+            image, mask, meta = sample
+            assert isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and \
+                image.shape[2] == 3, f"{where}[{i}]: image must be uint8 H×W×3, got {_describe(image)}"
+            assert isinstance(mask, np.ndarray) and mask.dtype == np.int64 and mask.shape == image.shape[:2], \
+                f"{where}[{i}]: mask must be int64 H×W like its image {image.shape[:2]}, got {_describe(mask)}"
+            values = set(np.unique(mask).tolist())
+            bad = sorted(values - set(range(len(data.classes))) - {IGNORE_INDEX})
+            assert not bad, f"{where}[{i}]: mask values {bad} are neither classes 0..{len(data.classes) - 1} " \
+                            f"nor {IGNORE_INDEX} (ignore)"
+            assert isinstance(meta, dict) and meta.get("id") == data.ids[i], \
+                f"{where}[{i}]: meta['id'] must be the sample's id {data.ids[i]!r}, got {meta!r}"
+            assert {"image_path", "mask_path"} <= set(meta), f"{where}[{i}]: meta lacks image_path/mask_path"
+            assert np.array_equal(data.mask_at(i), mask), f"{where}[{i}]: mask_at differs from the sample's mask"
+            other = again[i]
+            assert np.array_equal(other.image, image) and np.array_equal(other.mask, mask), \
+                f"{where}[{i}]: reading the sample again gives different arrays (not deterministic)"
+        assert np.array_equal(data[-n].mask, data[len(data) - n].mask), f"{where}: negative index is not from the end"
+        try:
+            data[len(data)]
+        except IndexError:
+            pass
+        else:
+            raise AssertionError(f"{where}: index {len(data)} (== len) did not raise IndexError")
+        low = LowResDataset(data, resolution)[0]
+        assert tuple(low["image"].shape) == (3, resolution, resolution), \
+            f"{where}: LowResDataset gave an image of {tuple(low['image'].shape)}"
+        assert tuple(low["mask"].shape) == (resolution, resolution)
+    try:
+        factory("no_such_split_for_check_dataset", **options)
+    except DataError:
+        pass
+    else:
+        raise AssertionError(f"dataset {name!r}: an unknown split was accepted; expected a DataError naming the "
+                             f"splits there are")
+
+
+def _describe(array: object) -> str:
+    if isinstance(array, np.ndarray):
+        return f"{array.dtype} array of shape {array.shape}"
+    return type(array).__name__
