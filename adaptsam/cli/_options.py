@@ -6,12 +6,14 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
-from adaptsam.engine.experiment import Experiment
 from adaptsam.errors import ConfigError
+
+if TYPE_CHECKING:  # the engine imports torch: every command's parser is built without it (adaptsam --version)
+    from adaptsam.engine.experiment import Experiment
 
 T = TypeVar("T")
 FINISHED_RUN_FILES = ("metrics.json", "adapter.safetensors")  # what a finished train/eval run leaves
@@ -217,6 +219,8 @@ def check_out_dir(path: str | os.PathLike[str], *, force: bool = False,
 
 def experiment_from_args(args: argparse.Namespace) -> Experiment:
     """YAML config (``--config``) first, then every flag given on the command line overrides it."""
+    from adaptsam.engine.experiment import Experiment
+
     values = load_config_file(getattr(args, "config", None))
     train = values.pop("train", None) or {}
     if not isinstance(train, dict):

@@ -1,4 +1,9 @@
-"""``adaptsam list``: every registered part with its origin and description; broken plugins and clashes."""
+"""``adaptsam list``: every registered part with its distribution; with ``-v`` also its description, version,
+entry point, and plugins that fail to load.
+
+Plain ``list`` reads package metadata only (entry points name each part and its distribution without
+importing it), so it is instant and never imports torch; ``-v`` imports every part to describe it.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,13 @@ ORDER = 10
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "list", help="list registered backbones, adapters, policies and datasets",
-        description="List every registered part (built-in or plugin). With -v: distribution, version, entry "
-                    "point, and plugins that failed to load.")
+        description="List every registered part (built-in or plugin) and the distribution it comes from, "
+                    "without importing any. With -v: each part is imported to show its one-line description, "
+                    "the distribution's version, the entry point, and plugins that fail to load.")
     parser.add_argument("kind", nargs="?", choices=sorted(REGISTRIES), help="only this kind")
     parser.add_argument("pattern", nargs="?", default="*", help="shell wildcard on names, e.g. 'lora*'")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show origin versions, targets and errors")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="import each part: description, distribution version, entry point, load errors")
     parser.set_defaults(run=run)
 
 
@@ -25,22 +32,25 @@ def run(args: argparse.Namespace) -> int:
     problems = 0
     for kind in kinds:
         registry = REGISTRIES[kind]
-        entries = registry.entries(args.pattern)
+        entries = registry.entries(args.pattern, load=args.verbose)
         conflicts = {n: c for n, c in registry.conflicts().items() if _matches(n, args.pattern)}
         print(f"{registry.plural} ({registry.group}):")
         if not entries and not conflicts:
             print("  (none)")
         width = max((len(e.name) for e in entries), default=0)
         for entry in entries:
-            origin = entry.source if args.verbose else entry.origin
-            print(f"  {entry.name:<{width}}  [{origin}]  {entry.description}")
             if args.verbose:
+                print(f"  {entry.name:<{width}}  [{entry.source}]  {entry.description}")
                 print(f"  {'':<{width}}  entry point: {entry.target}")
+            else:
+                print(f"  {entry.name:<{width}}  [{entry.origin}]")
             problems += entry.broken
         for name, candidates in sorted(conflicts.items()):
             sources = ", ".join(c.source for c in candidates)
             print(f"  {name:<{width}}  CONFLICT: registered by {sources}")
             problems += 1
+    if not args.verbose:
+        print("\n(adaptsam list -v imports each part: descriptions, versions, entry points, load errors)")
     if problems:
         print(f"\n{problems} plugin problem(s) above; the other parts work. Set ADAPTSAM_NO_PLUGINS=1 to use "
               f"built-ins only.")
