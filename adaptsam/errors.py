@@ -12,6 +12,13 @@ import difflib
 from collections.abc import Iterable
 
 
+def plural_of(kind: str) -> str:
+    """English plural of a kind of part: "policy" → "policies", "backbone" → "backbones"."""
+    if kind.endswith("y") and kind[-2:-1] not in tuple("aeiou"):
+        return kind[:-1] + "ies"
+    return kind + ("es" if kind.endswith(("s", "x", "ch", "sh")) else "s")
+
+
 class AdaptsamError(Exception):
     """Base class of every adaptsam error."""
 
@@ -19,13 +26,13 @@ class AdaptsamError(Exception):
 class UnknownNameError(AdaptsamError, KeyError):
     """A registry name that nothing registered; the message lists close matches."""
 
-    def __init__(self, kind: str, name: str, known: Iterable[str]):
+    def __init__(self, kind: str, name: str, known: Iterable[str], plural: str | None = None):
         known = sorted(known)
         self.kind, self.name, self.known = kind, name, known
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         listing = ", ".join(known) if known else "(none registered)"
-        super().__init__(f"Unknown {kind} {name!r}.{hint} Registered {kind}s: {listing}.")
+        super().__init__(f"Unknown {kind} {name!r}.{hint} Registered {plural or plural_of(kind)}: {listing}.")
 
     def __str__(self) -> str:  # KeyError would wrap the message in quotes
         return str(self.args[0])

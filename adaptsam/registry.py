@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
-from adaptsam.errors import DuplicateNameError, PluginLoadError, UnknownNameError
+from adaptsam.errors import DuplicateNameError, PluginLoadError, UnknownNameError, plural_of
 
 T = TypeVar("T")
 
@@ -46,10 +46,6 @@ class Entry:
     obj: Any = field(default=None, repr=False)
     error: BaseException | None = field(default=None, repr=False)
     explicit_description: str | None = None
-
-    @property
-    def loaded(self) -> bool:
-        return self.obj is not None
 
     @property
     def broken(self) -> bool:
@@ -90,7 +86,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str, group: str, plural: str | None = None):
         self.kind = kind
         self.group = group
-        self.plural = plural or f"{kind}s"
+        self.plural = plural or plural_of(kind)
         self._entries: dict[str, Entry] | None = None
         self._conflicts: dict[str, list[Entry]] = {}
         self._local: dict[str, Entry] = {}
@@ -164,7 +160,7 @@ class Registry(Generic[T]):
         """Remove an in-process registration (tests use this to clean up)."""
         with self._lock:
             if name not in self._local:
-                raise UnknownNameError(f"in-process {self.kind}", name, self._local)
+                raise UnknownNameError(f"in-process {self.kind}", name, self._local, f"in-process {self.plural}")
             del self._local[name]
             self.refresh()
 
@@ -174,7 +170,7 @@ class Registry(Generic[T]):
         if name in self._conflicts:
             raise DuplicateNameError(self.kind, name, [e.source for e in self._conflicts[name]])
         if name not in entries:
-            raise UnknownNameError(self.kind, name, entries)
+            raise UnknownNameError(self.kind, name, entries, self.plural)
         return entries[name]
 
     def get(self, name: str) -> T:
