@@ -52,7 +52,6 @@ def for_inference(model: SamModel, *, channels_last: bool = True) -> SamModel:
         fast.image_encoder.to(memory_format=torch.channels_last)
         fast.image_encoder.register_forward_pre_hook(_channels_last_input)
     fast.train = _refuse_training.__get__(fast)  # type: ignore[method-assign]
-    fast.inference_only = True
     return fast
 
 

@@ -55,7 +55,8 @@ class ScaleShift(nn.Module):
         merged_weight = weight * self.scale.view(-1, *([1] * (weight.dim() - 1)))
         merged_bias = bias * self.scale + self.shift
         if not (torch.isfinite(merged_weight).all() and torch.isfinite(merged_bias).all()):
-            raise ValueError("Merging SSF would make weights non-finite; nothing changed in this layer.")
+            raise ValueError("Merging SSF would make this layer's weights non-finite, so it is left unmerged; "
+                             "layers merged before it stay merged (unmerge_adapter restores the model).")
         weight.copy_(merged_weight)
         bias.copy_(merged_bias)
         self.merged = True

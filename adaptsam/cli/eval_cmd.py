@@ -52,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
                                       device=device_from_args(args))
         args.backbone, args.adapter = model.info.name, model.adapter.name
         args.policy, args.resolution = model.policy.name, model.resolution
-        args.adapter_cfg = args.policy_cfg = None
     experiment = experiment_from_args(args)
     if not args.weights:
         if args.adapter not in (None, "frozen"):
