@@ -75,3 +75,17 @@ def test_an_unknown_policy_says_policies():
 
     with pytest.raises(UnknownNameError, match="Registered policies: "):
         policies.get("no_such_policy")
+
+
+def test_verbose_list_shows_each_option_with_its_default_and_help(capsys):
+    from adaptsam.cli import main
+    from adaptsam.registry import adapters
+
+    assert main(["list", "-v", "adapter", "lora"]) == 0
+    out = capsys.readouterr().out
+    for name, help_text in adapters.get("lora").config_class.help().items():
+        line = next(line for line in out.splitlines() if line.strip().startswith(f"option {name} = "))
+        assert help_text and help_text in line
+    assert "option rank = 8" in out
+    assert main(["list", "-v", "policy", "upsample"]) == 0  # a policy's options are its own fields
+    assert "option interpolation = 'bilinear'" in capsys.readouterr().out

@@ -8,6 +8,7 @@ importing it), so it is instant and never imports torch; ``-v`` imports every pa
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from adaptsam.registry import REGISTRIES
 
@@ -19,11 +20,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "list", help="list registered backbones, adapters, policies and datasets",
         description="List every registered part (built-in or plugin) and the distribution it comes from, "
                     "without importing any. With -v: each part is imported to show its one-line description, "
-                    "the distribution's version, the entry point, and plugins that fail to load.")
+                    "the distribution's version, the entry point, its options (default and help text) and "
+                    "plugins that fail to load.")
     parser.add_argument("kind", nargs="?", choices=sorted(REGISTRIES), help="only this kind")
     parser.add_argument("pattern", nargs="?", default="*", help="shell wildcard on names, e.g. 'lora*'")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="import each part: description, distribution version, entry point, load errors")
+                        help="import each part: description, distribution version, entry point, options (with "
+                             "their defaults and help), load errors")
     parser.set_defaults(run=run)
 
 
@@ -42,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
             if args.verbose:
                 print(f"  {entry.name:<{width}}  [{entry.source}]  {entry.description}")
                 print(f"  {'':<{width}}  entry point: {entry.target}")
+                for line in _option_lines(entry):
+                    print(f"  {'':<{width}}    {line}")
             else:
                 print(f"  {entry.name:<{width}}  [{entry.origin}]")
             problems += entry.broken
@@ -55,6 +60,29 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{problems} plugin problem(s) above; the other parts work. Set ADAPTSAM_NO_PLUGINS=1 to use "
               f"built-ins only.")
     return 0
+
+
+def _option_lines(entry: Any) -> list[str]:
+    """``name = default  help`` for each option of a loaded part: an adapter's ``config_class`` fields, or a
+    policy's own dataclass fields (help text from ``help_field`` metadata, where the part gives one)."""
+    import dataclasses
+
+    if entry.broken or entry.obj is None:
+        return []
+    config = getattr(entry.obj, "config_class", entry.obj)
+    if not (isinstance(config, type) and dataclasses.is_dataclass(config)):
+        return []
+    lines = []
+    for f in dataclasses.fields(config):
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "(required)"
+        help_text = f.metadata.get("help", "")
+        lines.append(f"option {f.name} = {default}" + (f"  {help_text}" if help_text else ""))
+    return lines
 
 
 def _matches(name: str, pattern: str) -> bool:
