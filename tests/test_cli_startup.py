@@ -33,8 +33,8 @@ def run_cli(argv: list[str]) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("argv", [["--version"], ["list"], ["list", "adapter"], ["list", "policy", "nat*"]],
-                         ids=" ".join)
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["train", "--help"], ["list"], ["list", "adapter"],
+                                  ["list", "policy", "nat*"]], ids=" ".join)
 def test_command_runs_without_importing_torch(argv):
     result = run_cli(argv)
     assert result["code"] == 0
