@@ -5,13 +5,12 @@ above the level at the phase's start, so the model's own weights are not counted
 phase's working memory (activations, gradients, optimiser state):
 
 - **CUDA**: the caching allocator's ``max_memory_allocated`` (reset at the phase's start).
-- **CPU**: the kernel's high-water mark of the resident set (``VmHWM`` in ``/proc/self/status``, reset at the
-  phase's start through ``/proc/self/clear_refs``) of the cell's own worker process. Two things make it
-  repeatable: the bench runs each cell in a fresh process, so no earlier cell's leftovers are in it, and
-  every phase starts with ``malloc_trim(0)``, which hands freed heap pages back to the kernel, so a phase's
-  peak counts the pages it touches itself. (Fixing glibc's mmap threshold instead, so every large tensor is
-  mapped and unmapped, made training 2× slower on 2 cores: not worth it.)
-  Where ``clear_refs`` is not writable, a sampling thread reads the resident set every 5 ms instead.
+- **CPU**: the peak bytes of live tensors allocated in the phase, counted op by op
+  (:class:`~adaptsam.bench.live_tensors.LiveTensorPeak`): the same graph gives the same bytes on every run,
+  whichever cells ran before it. The resident set's high-water mark (``VmHWM``, reset through
+  ``/proc/self/clear_refs``) was tried first and kept as ``method="rss"``: even in a fresh worker process
+  per cell and with ``malloc_trim`` at each phase start, one graph's inference figure varied 73–113 MB
+  between seeds, because glibc's arenas keep what training left in them.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from typing import Any
 
 import torch
 
+from adaptsam.bench.live_tensors import LiveTensorPeak
 from adaptsam.model import SamModel
 
 
@@ -77,15 +77,27 @@ def _rss_bytes() -> int:
 
 class PeakMemory:
     """``with PeakMemory(device) as peak: ...`` then ``peak.megabytes``: the phase's peak above its start, on the
-    device the model lives on; ``peak.method`` says how it was read."""
+    device the model lives on; ``peak.method`` says how it was read.
 
-    def __init__(self, device: torch.device | str = "cpu", interval: float = 0.005):
+    ``method``: ``"tensors"`` (CPU default: live tensor bytes, exact and repeatable) or ``"rss"`` (the
+    process's resident-set high-water mark: what the OS sees, noisier). ``optimiser_steps`` limits the CPU
+    tensor count to a training phase's first steps (see :mod:`adaptsam.bench.live_tensors`). On CUDA both
+    are ignored: the allocator's own peak is exact and free.
+    """
+
+    def __init__(self, device: torch.device | str = "cpu", interval: float = 0.005, *, method: str = "tensors",
+                 optimiser_steps: int | None = None):
+        if method not in ("tensors", "rss"):
+            raise ValueError(f"Expected method 'tensors' or 'rss', got {method!r}.")
         self.device = torch.device(device)
         self.interval = interval
+        self.kind = method
+        self.optimiser_steps = optimiser_steps
         self.megabytes = 0.0
         self.method = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._live: LiveTensorPeak | None = None
         self._peak = 0
 
     def __enter__(self) -> PeakMemory:
@@ -95,6 +107,14 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
             self.method = "CUDA max_memory_allocated above the phase's start"
+            return self
+        if self.kind == "tensors":
+            self._start = 0
+            self._live = LiveTensorPeak(self.device, optimiser_steps=self.optimiser_steps).__enter__()
+            steps = f", training over its first {self.optimiser_steps} optimiser steps" \
+                if self.optimiser_steps else ""
+            self.method = ("peak bytes of live tensors allocated in the phase, counted op by op (CPU: exact and "
+                           f"repeatable; allocator overhead and kernel scratch space not included{steps})")
             return self
         libc = _libc()
         if libc is not None and hasattr(libc, "malloc_trim"):
@@ -116,6 +136,9 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             peak = torch.cuda.max_memory_allocated(self.device)
+        elif self._live is not None:
+            self._live.__exit__(*exc)
+            peak = self._live.peak_bytes
         elif self._thread is not None:
             self._stop.set()
             self._thread.join()

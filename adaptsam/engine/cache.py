@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 from adaptsam.model import SamModel
 
@@ -89,7 +90,9 @@ class EmbeddingCache:
                 else:
                     self._memory[key] = stored
         if todo:
-            with torch.no_grad():
+            # outside any dispatch mode: a bench's memory count must not charge one cell for an embedding
+            # the whole bench shares (adaptsam.bench.live_tensors)
+            with torch.no_grad(), _disable_current_modes():
                 fresh = self.model.encode(images[todo].to(self.model.device),
                                           None if valid_hw is None else valid_hw[todo]).detach()
             for position, embedding in zip(todo, fresh):
