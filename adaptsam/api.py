@@ -115,14 +115,28 @@ def save_adapter(model: SamModel, path: str | os.PathLike[str]) -> Any:
     return _save(model, path)
 
 
-def load_adapter(path: str | os.PathLike[str], model: SamModel | None = None, **kwargs: Any) -> SamModel:
+def load_adapter(path: str | os.PathLike[str], model: SamModel | None = None, *,
+                 checkpoint: str | os.PathLike[str] | None = None, download: bool = False,
+                 strict_backbone: bool = True, device: Any = None) -> SamModel:
     """Rebuild backbone + policy + adapter from an adapter file (or load it into ``model``).
 
-    ``device=`` (``auto``, ``cpu``, ``cuda[:N]``) moves the model there before the tensors are read, so they
-    are loaded straight onto it."""
-    from adaptsam.adapters.io import load_adapter as _load
+    Without ``model``, the backbone (``checkpoint``/``download`` as in :func:`create_model`), policy and
+    resolution come from the file's metadata; :func:`adaptsam.adapters.io.load_into` then checks the model
+    against the file, applies the adapter and reads the tensors. ``device=`` (``auto``, ``cpu``, ``cuda[:N]``)
+    moves the model there before the tensors are read, so they are loaded straight onto it."""
+    import json
 
-    return _load(path, model, **kwargs)
+    from adaptsam.adapters.io import load_into, read_metadata
+
+    if model is None:
+        metadata = read_metadata(path)
+        policy = json.loads(metadata["policy"])
+        policy_name = policy.pop("name")
+        model = create_model(metadata["backbone"], checkpoint=checkpoint, download=download,
+                             pretrained=json.loads(metadata["backbone_pretrained"]), policy=policy_name,
+                             policy_cfg=policy, resolution=int(metadata["resolution"]),
+                             seed=int(metadata.get("backbone_init_seed", "0")))
+    return load_into(model, path, strict_backbone=strict_backbone, device=device)
 
 
 def merge_adapter(model: SamModel) -> SamModel:

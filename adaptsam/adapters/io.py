@@ -2,8 +2,10 @@
 
 Metadata (all strings, as safetensors requires): adapter name and config, backbone name, the sha256 of the
 backbone checkpoint it was trained on (or the init seed of a random backbone), policy, resolution and the
-adaptsam version. ``load_adapter`` rebuilds backbone + policy + adapter from it, or checks a given model
-against it and refuses a file made for another backbone, adapter, policy or resolution, naming both.
+adaptsam version. This module reads, writes and checks such files and loads one into a given model
+(:func:`load_into`), refusing a file made for another backbone, adapter, policy or resolution, naming both.
+Rebuilding a model from a file's metadata needs the registry and ``create_model``: that is
+:func:`adaptsam.api.load_adapter`, one layer up (so this module never imports ``adaptsam.api``).
 """
 
 from __future__ import annotations
@@ -103,26 +105,19 @@ def check_model_matches(model: SamModel, metadata: dict[str, str], path: Path, *
                                 f"{model.adapter.name!r}.")
 
 
-def load_adapter(path: str | os.PathLike[str], model: SamModel | None = None, *,
-                 checkpoint: str | os.PathLike[str] | None = None, download: bool = False,
-                 strict_backbone: bool = True, device: Any = None) -> SamModel:
-    """Rebuild backbone + policy + adapter from ``path`` and load its tensors (or load into ``model``)."""
+def load_into(model: SamModel, path: str | os.PathLike[str], *, strict_backbone: bool = True,
+              device: Any = None) -> SamModel:
+    """Load the adapter file ``path`` into ``model`` (applying its adapter first when the model has none).
+
+    The model is checked against the file's metadata (:func:`check_model_matches`) before anything changes;
+    ``device`` moves the model first, so the tensors are read straight onto it."""
     from adaptsam.adapters.base import build_adapter
-    from adaptsam.api import create_model
 
     path = Path(path)
     metadata = read_metadata(path)
-    config = json.loads(metadata["adapter_config"])
-    if model is None:
-        policy = json.loads(metadata["policy"])
-        policy_name = policy.pop("name")
-        model = create_model(metadata["backbone"], checkpoint=checkpoint, download=download,
-                             pretrained=json.loads(metadata["backbone_pretrained"]), policy=policy_name,
-                             policy_cfg=policy, resolution=int(metadata["resolution"]),
-                             seed=int(metadata.get("backbone_init_seed", "0")))
     check_model_matches(model, metadata, path, strict_backbone=strict_backbone)
     if model.adapter is None:
-        build_adapter(metadata["adapter"], config).apply(model)
+        build_adapter(metadata["adapter"], json.loads(metadata["adapter_config"])).apply(model)
     if device is not None:
         from adaptsam.devices import resolve_device
 

@@ -82,7 +82,7 @@ class TimingOutcome:
 def _build(cell: CellToTime) -> Any:
     """The deployed copy of a done cell, rebuilt from its adapter file (backbone, policy, adapter, trained
     tensors): the same graph the cell would be deployed as."""
-    from adaptsam.adapters.io import load_adapter
+    from adaptsam.api import load_adapter
     from adaptsam.inference import for_inference
 
     return for_inference(load_adapter(cell.adapter_file, device=cell.device))
