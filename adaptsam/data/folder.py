@@ -22,17 +22,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from adaptsam.data.layout import (  # the layout's names, also importable from here (where users find them)
+    _READ_ERRORS,
+    IMAGE_SUFFIXES,
+    LAYOUT,
+    MASK_SUFFIX,
+    _read_text,
+    read_labels,
+    read_mask,
+)
 from adaptsam.data.types import BACKGROUND, IGNORE_INDEX, Sample, SegmentationDataset
 from adaptsam.errors import DataError, format_list
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-MASK_SUFFIX = ".png"
 BINARY_CLASSES = (BACKGROUND, "foreground")
-LAYOUT = ("images/<id>.<jpg|png>, masks/<id>.png, splits/<split>.txt (one id per line) "
-          "and optionally labels.txt (lines 'index name')")
-
-# what PIL raises for files it cannot decode: unknown format, truncated data, absurd sizes
-_READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 class ImageMaskFolder(SegmentationDataset):
@@ -150,38 +152,6 @@ def read_split(root: str | os.PathLike, split: str) -> list[str]:
     return ids
 
 
-def read_labels(path: str | os.PathLike) -> tuple[str, ...]:
-    """Class names indexed by mask value from a ``labels.txt`` of lines ``index name``.
-
-    Indices must be exactly 0..N-1 (in any order) so that every mask value has a name; 255 is the
-    ignore index and cannot be a class.
-    """
-    path = Path(path)
-    names: dict[int, str] = {}
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.strip().split(maxsplit=1)
-        where = f"{path}, line {number} ({line.strip()!r})"
-        if len(parts) != 2 or not parts[0].isdigit():
-            raise DataError(f"Malformed {where}: expected 'index name', e.g. '1 polyp'.")
-        index, name = int(parts[0]), parts[1].strip()
-        if index >= IGNORE_INDEX:
-            raise DataError(f"Malformed {where}: class index must be below {IGNORE_INDEX} (the ignore index).")
-        if index in names:
-            raise DataError(f"Malformed {where}: index {index} already names {names[index]!r}.")
-        names[index] = name
-    if not names:
-        raise DataError(f"Labels file {path} is empty: expected lines 'index name', e.g. '0 background'.")
-    gaps = sorted(set(range(max(names) + 1)) - set(names))
-    if gaps:
-        raise DataError(
-            f"Labels file {path} has no line for index {format_list(map(str, gaps))}: indices must run 0..N-1 "
-            "so that every mask value has a class name."
-        )
-    return tuple(names[i] for i in range(len(names)))
-
-
 def _match_files(root: Path, split_path: Path, ids: list[str]) -> tuple[list[Path], list[Path]]:
     """Image and mask path of every id, from one listing of each folder (no per-file stat calls)."""
     images: dict[str, list[str]] = {}
@@ -283,35 +253,6 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         raise DataError(f"Cannot read image {path}: {type(exc).__name__}: {exc}") from exc
 
 
-def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """A mask file's raw values as an H×W integer array.
-
-    Palette PNGs give their indices (the VOC convention). An RGB(A) mask is accepted only when its
-    colour channels are equal (a grey mask saved as RGB); anything else is an error, since colours are
-    not class indices.
-    """
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            values = np.asarray(img)
-    except _READ_ERRORS as exc:
-        raise DataError(f"Cannot read mask {path}: {type(exc).__name__}: {exc}") from exc
-    if values.ndim == 3:
-        colour = values[..., :3] if values.shape[2] >= 3 else values[..., :1]
-        if not (colour == colour[..., :1]).all():
-            raise DataError(
-                f"Mask {path} is a colour image (mode {mode}): expected a single-channel PNG of class indices. "
-                "Convert it, e.g. PIL's Image.open(p).convert('L') for a grey mask."
-            )
-        values = colour[..., 0]
-    if values.dtype == bool:
-        values = values.astype(np.uint8)
-    if not np.issubdtype(values.dtype, np.integer):
-        raise DataError(f"Mask {path} holds {values.dtype} values (mode {mode}): expected integer class indices.")
-    return values
-
-
 def _binary_mask(raw: np.ndarray, path: Path) -> np.ndarray:
     # elementwise tests first: ~10× faster than np.unique/bincount on a 2-megapixel mask; values only on error
     if ((raw == 0) | (raw == 255)).all():
@@ -335,10 +276,3 @@ def _label_mask(raw: np.ndarray, path: Path, num_classes: int, labels_path: Path
             f"0..{num_classes - 1} and {IGNORE_INDEX} means ignore. Fix the mask or add the classes to {labels_path}."
         )
     return raw.astype(np.int64)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"Cannot read {path}: {type(exc).__name__}: {exc}") from exc

@@ -109,7 +109,7 @@ def draw_split(ids: list[str], config: SplitConfig = SplitConfig(),
 
 def folder_split(root: str | os.PathLike, config: SplitConfig = SplitConfig()) -> Split:
     """Draw the split of a folder in the adaptsam layout from its images that have masks."""
-    from adaptsam.data.folder import IMAGE_SUFFIXES, MASK_SUFFIX, read_labels, read_mask
+    from adaptsam.data.layout import IMAGE_SUFFIXES, MASK_SUFFIX, read_labels, read_mask
 
     root = Path(root)
     for sub in ("images", "masks"):
