@@ -1,7 +1,7 @@
 """``OUT/report.html`` and ``adaptsam report --json``: one data model of the bench, two renderings.
 
-The model is built from report.py's own row model (``aggregate`` → ``Entry``, ranked by Dice) so the
-HTML page, the JSON and report.md never disagree. The page is self-contained (inline CSS and JS, plots as
+The model is built from the row model report.md uses too (``entries.aggregate`` → ``Entry``, ranked by Dice),
+so the HTML page, the JSON and report.md never disagree. The page is self-contained (inline CSS and JS, plots as
 ``data:`` PNGs) and carries a Content-Security-Policy of ``default-src 'none'``, so a browser opening it
 makes no network request of any kind; sorting, filtering and the expandable details need no server.
 """
@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from adaptsam.bench.report import UNTRAINED_MARK, Entry
+from adaptsam.bench.entries import UNTRAINED_MARK, Entry, aggregate
 from adaptsam.bench.stats import pareto_front
-from adaptsam.bench.store import ResultStore, Row
+from adaptsam.bench.store import STORE_NAME, ResultStore, Row
 
 TEMPLATE = "report.html.j2"
 # (key, title, type): what each results table shows; the sort key is the raw number behind the shown text
@@ -162,8 +162,6 @@ def write_html(model: dict[str, Any], plots: list[Path], path: Path) -> Path:
 
 def report_json(out: str | Path) -> str:
     """The report model of bench folder ``out`` as JSON text (``adaptsam report OUT --json``)."""
-    from adaptsam.bench.report import STORE_NAME, aggregate
-
     with ResultStore(Path(out) / STORE_NAME) as store:
         rows = store.rows()
         return to_json(report_model(store, rows, aggregate(rows)))

@@ -15,14 +15,14 @@ from __future__ import annotations
 import csv
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from adaptsam.bench.classes_report import class_tables
-from adaptsam.bench.stats import bootstrap_interval, paired_seed_image_difference, seed_interval, within_noise
+from adaptsam.bench.entries import UNTRAINED_MARK, Entry, aggregate, row_value  # the row model, also importable here
+from adaptsam.bench.stats import paired_seed_image_difference, within_noise
 from adaptsam.bench.store import STORE_NAME, ResultStore, Row
 
 CSV_COLUMNS = ("backbone", "adapter", "policy", "resolution", "dataset", "shots", "seed", "status", "mean_dice",
@@ -31,69 +31,6 @@ CSV_COLUMNS = ("backbone", "adapter", "policy", "resolution", "dataset", "shots"
                "train_gflops_per_step", "trainable_params", "total_params", "adapter_bytes", "train_mem_mb",
                "infer_mem_mb", "cache_hits", "cache_misses", "train_s", "eval_s", "seed_invariant",
                "backbone_pretrained", "adapter_name", "key", "error")
-UNTRAINED_MARK = "†"
-
-
-@dataclass
-class Entry:
-    """One configuration aggregated over its seeds."""
-
-    backbone: str
-    adapter: str
-    adapter_name: str
-    policy: str
-    resolution: int
-    dataset: str
-    shots: int | None
-    pretrained: bool
-    rows: list[Row] = field(default_factory=list)
-
-    def metric(self, name: str) -> float:
-        """Mean over seeds of a stored metric or, for speed figures, of the timing phase's (nan when absent)."""
-        values = [_value(r, name) for r in self.rows]
-        values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        return float(np.mean(values)) if values else float("nan")
-
-    @property
-    def speed(self) -> dict[str, Any]:
-        """The timing phase's figures (shared by every seed: one graph)."""
-        return next((r.speed for r in self.rows if r.speed), {})
-
-    def timing(self, name: str) -> float:
-        return float(np.mean([r.timings.get(name, np.nan) for r in self.rows]))
-
-    @property
-    def per_image_by_seed(self) -> list[dict[str, float]]:
-        return [{item["id"]: item["dice"] for item in r.metrics.get("per_image", [])} for r in self.rows]
-
-    @property
-    def per_image(self) -> dict[str, float]:
-        scores: dict[str, list[float]] = defaultdict(list)
-        for row in self.rows:
-            for item in row.metrics.get("per_image", []):
-                scores[item["id"]].append(item["dice"])
-        return {k: float(np.mean(v)) for k, v in scores.items()}
-
-    @property
-    def dice(self) -> tuple[float, float, float]:
-        if len(self.rows) > 1:
-            return seed_interval([r.metrics["mean_dice"] for r in self.rows])
-        return bootstrap_interval(list(self.per_image.values()))
-
-    @property
-    def name(self) -> str:
-        mark = UNTRAINED_MARK if not self.pretrained else ""
-        return f"{self.backbone}{mark}"
-
-    def reference_key(self) -> tuple:
-        return self.backbone, self.policy, self.resolution, self.dataset, self.shots
-
-    def speed_key(self) -> tuple:
-        return self.backbone, self.adapter, self.resolution, self.dataset, self.shots
-
-
-def _value(row: Row, name: str) -> Any:
-    return row.metrics[name] if name in row.metrics else row.speed.get(name)
 
 
 def _cell_value(row: Row, column: str) -> Any:
@@ -104,7 +41,7 @@ def _cell_value(row: Row, column: str) -> Any:
               "train_s": t.get("train_s"), "eval_s": t.get("eval_s"),
               "backbone_pretrained": m.get("backbone_pretrained", cfg.get("pretrained")),
               "error": (row.error or "").splitlines()[0] if row.error else ""}
-    return values[column] if column in values else _value(row, column)
+    return values[column] if column in values else row_value(row, column)
 
 
 def write_csv(rows: list[Row], path: Path) -> Path:
@@ -116,21 +53,6 @@ def write_csv(rows: list[Row], path: Path) -> Path:
             writer.writerow(["" if (v := _cell_value(row, c)) is None else v for c in CSV_COLUMNS])
     tmp.replace(path)
     return path
-
-
-def aggregate(rows: list[Row]) -> list[Entry]:
-    groups: dict[tuple, Entry] = {}
-    for row in rows:
-        if row.status != "done":
-            continue
-        cell = row.cell
-        pretrained = bool(row.metrics.get("backbone_pretrained", cell.pretrained))
-        key = (cell.backbone, cell.adapter_display, cell.policy, cell.resolution, cell.dataset, cell.shots, pretrained)
-        if key not in groups:
-            groups[key] = Entry(cell.backbone, cell.adapter_display, cell.adapter, cell.policy, cell.resolution,
-                                cell.dataset, cell.shots, pretrained)
-        groups[key].rows.append(row)
-    return list(groups.values())
 
 
 def _fmt_int(value: float) -> str:
