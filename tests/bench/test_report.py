@@ -29,7 +29,7 @@ def test_report_files(tmp_path, tiny_spec):
     text = (tmp_path / "report.md").read_text()
     assert "## synthetic" in text and "reference" in text and "lite_medsam_test†" in text
     assert "× vs reference" in text and "1.00× (1.00–1.00)" in text  # the upsample rows are their own reference
-    assert "interleaved rounds" in text and "Memory: peak resident set" in text
+    assert "interleaved rounds" in text and "Memory: peak bytes of live tensors" in text
     for name in ("dice_vs_speed", "dice_vs_params", "dice_vs_resolution"):
         png = tmp_path / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
