@@ -87,7 +87,7 @@ def test_unknown_encoder_is_refused():
 
 ADAPTERS = [("frozen", {}), ("full", {}), ("decoder", {}), ("lora", {}),
             ("lora", {"targets": ("qkv", "proj", "mlp", "decoder")}), ("sam_adapter", {}),
-            ("class_prompt_lora", {"classes": (1, 2)})]
+            ("class_prompt_lora", {"classes": (1, 2)}), ("adaptformer", {})]
 POLICIES = [("upsample", {}), ("native", {}), ("native", {"match_window": True})]
 BACKBONES = ("vit_test", "tinyvit_test", "lite_medsam_test")
 

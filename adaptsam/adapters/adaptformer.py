@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from adaptsam.adapters.base import Adapter, AdapterConfig, help_field, trainable_modules
+from adaptsam.bench.flops import FlopContext, FlopCount
 from adaptsam.errors import ConfigError, IncompatibleError
 from adaptsam.model import SamModel
 
@@ -52,7 +53,9 @@ class AdaptMlp(nn.Module):
         return self.up(self.dropout(torch.relu(self.down(x)))) * self.scale
 
 
-def _on_mlp_input(branch: AdaptMlp, module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+def _on_mlp_input(branch: AdaptMlp, module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+    # a forward hook (after the first linear, on its input), not a pre-hook: a pre-hook on a layer tells the
+    # FLOP walk that trained work feeds that layer's input, which is true only past the first block
     branch._pending = branch(args[0])
 
 
@@ -103,8 +106,27 @@ class AdaptFormerAdapter(Adapter):
                                         f"got {first.in_features} → {last.out_features}.")
             branch = AdaptMlp(first.in_features, c.bottleneck, c.scale, c.dropout, c.learnable_scale, first.weight)
             last.adaptformer = branch  # a child module: trains, saves and moves with the model
-            first.register_forward_pre_hook(functools.partial(_on_mlp_input, branch))
+            first.register_forward_hook(functools.partial(_on_mlp_input, branch))
             last.register_forward_hook(functools.partial(_on_mlp_output, branch))
             trainable_modules(branch)
         if c.train_decoder:
             trainable_modules(model.mask_decoder)
+
+    def extra_flops(self, model: SamModel, context: FlopContext) -> FlopCount:
+        """The branch's two products on every token the MLP's first linear projects (window padding
+        included in ``executed``, as for that linear). In a training step ``up`` costs 3× (forward, its weight's
+        and its input's gradients), ``down`` 2× unless a gradient flows into the MLP's input."""
+        total = FlopCount(0.0, 0.0, 0.0)
+        for site in model.attention_sites():
+            first, last = site.mlp[0], site.mlp[-1]
+            branch = getattr(last, "adaptformer", None)
+            if branch is None:
+                continue
+            tokens = context.linear_tokens(first)
+            down = 2.0 * branch.down.in_features * branch.down.out_features
+            up = 2.0 * branch.up.in_features * branch.up.out_features
+            into_input = 3 if context.input_grad(first) else 2
+            total += FlopCount(tokens.executed * (down + up), tokens.useful * (down + up),
+                               tokens.executed * (into_input * down + 3 * up))
+        return total
+
