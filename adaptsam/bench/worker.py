@@ -1,11 +1,19 @@
 """Run one function in a fresh worker process and get its result back, or a failure that says how it died.
 
-Why a process per cell: peak memory on CPU can only be read per process (its resident set), and a cell that
-runs after others would otherwise inherit whatever they left allocated; a cell that segfaults or is killed
-by the OOM killer must become one failed row, not a dead grid. Workers come from a ``forkserver`` that has
+Why a process per cell: a cell that runs after others would otherwise inherit whatever they left allocated
+(and, on CPU, their allocator's state, which changes speed), and a cell that segfaults or is killed by the
+OOM killer must become one failed row, not a dead grid. Workers come from a ``forkserver`` that has
 imported torch and adaptsam once, so a cell starts in milliseconds rather than after a 2-second import, and
 no torch thread pool is ever forked. Each worker watches the process that started it and exits when that
 process is gone (a bench killed with ``kill -9`` leaves no orphan computing on).
+
+Each worker also tells glibc to keep freed memory (:func:`keep_freed_memory`): by default every tensor above
+a moving threshold is mmapped and unmapped, so a large graph pays page faults for its activations on every
+pass, and how many depends on what ran earlier in the process. Measured on 2 cores (LiteMedSAM, batch 4,
+frozen graphs timed in interleaved rounds, three processes each): upsample R64 3.5–3.7 s → 2.0 s per pass,
+native R128 730–745 → 530–550 ms, native R64 unchanged at ~160 ms; a decoder-only upsample cell trained 30%
+faster. Native R128's speed relative to upsample R64 had come out 4.75 and 5.83 in two benches of one
+preset; it is the allocator's noise, not the graphs'.
 """
 
 from __future__ import annotations
@@ -20,6 +28,21 @@ from dataclasses import dataclass
 from typing import Any
 
 PRELOAD = ["adaptsam.bench._preload"]
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory() -> bool:
+    """Serve every allocation from the heap and never hand freed heap back to the kernel, in this process
+    (a worker's whole life is one cell, so holding on to its peak costs nothing). False where glibc's
+    ``mallopt`` is not there (musl, macOS): the default allocator is then used."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mapped = libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30) or libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # older
+        return bool(mapped) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))  # glibc caps it at 32 MB
+    except (OSError, AttributeError):
+        return False
 
 
 class WorkerDied(RuntimeError):
@@ -66,6 +89,7 @@ def _watch_parent(parent: int) -> None:
 def _child(conn: Any, parent: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides what an interrupt means
+    keep_freed_memory()
     try:
         outcome = _Outcome(value=fn(*args, **kwargs))
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the driver

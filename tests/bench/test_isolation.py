@@ -115,3 +115,21 @@ def test_second_bench_exits_at_once_and_sigterm_resumes_each_cell_once(tmp_path,
         rows = store.rows()
     assert {r.status for r in rows} == {"done"} and len(rows) == len(tiny_spec.cells())
     assert all(r.attempts <= 2 for r in rows) and sum(r.attempts == 2 for r in rows) <= 1
+
+
+def _mmap_threshold_holds() -> bool:
+    """After keep_freed_memory, freeing a 64 MB block keeps it in the heap: the resident set stays up."""
+    from adaptsam.bench.measure import _rss_bytes
+
+    block = torch.ones(64 * 2**20 // 4)
+    before = _rss_bytes()
+    del block
+    return _rss_bytes() > before - 32 * 2**20
+
+
+def test_a_worker_keeps_freed_memory_for_the_next_pass():
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert run_isolated(_mmap_threshold_holds)
