@@ -151,9 +151,9 @@ def write_markdown(store: ResultStore, rows: list[Row], entries: list[Entry], pl
             f"{UNTRAINED_MARK}: random-init backbone (untrained). images/s at a fixed batch on the inference copy "
             "(adapter merged, BatchNorm folded, channels-last).", "", *timing_note(store, rows), "",
             f"Memory: {memory_method(rows)}; training = activations, gradients and optimiser state of training "
-            "(embeddings from the bench's shared cache not counted), inference = one forward pass of the inference copy at the timing batch; model "
-            "weights are not counted. GFLOPs/img: analytic count of the inference copy (n/a where a part "
-            "declares none).", ""]
+            "(embeddings from the bench's shared cache not counted), inference = one forward pass of the "
+            "inference copy at the timing batch; model weights are not counted. GFLOPs/img: analytic count of "
+            "the inference copy (n/a where a part declares none).", ""]
     by_dataset: dict[str, list[Entry]] = defaultdict(list)
     for entry in entries:
         by_dataset[entry.dataset].append(entry)
