@@ -71,12 +71,13 @@ def load_model(weights: str | os.PathLike[str] | None = None, *, backbone: str |
     adapter made for another backbone is refused here, naming the file and both backbones.
     """
     import adaptsam
+    from adaptsam.api import DEFAULT_POLICY
 
     if weights is None:
         if backbone is None:
             raise IncompatibleError("Expected an adapter file (WEIGHTS) or --backbone NAME for the zero-shot model; "
                                     "got neither.")
-        model = adaptsam.create_model(backbone, checkpoint=checkpoint, policy=policy or "native",
+        model = adaptsam.create_model(backbone, checkpoint=checkpoint, policy=policy or DEFAULT_POLICY,
                                       resolution=resolution)
     else:
         from adaptsam.adapters.io import read_metadata

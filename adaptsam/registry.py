@@ -18,13 +18,14 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
-from adaptsam.errors import DuplicateNameError, PluginLoadError, UnknownNameError, plural_of
+from adaptsam.errors import ConfigError, DuplicateNameError, PluginLoadError, UnknownNameError, plural_of
 
 T = TypeVar("T")
 
@@ -78,6 +79,25 @@ class Entry:
     @property
     def source(self) -> str:
         return f"{self.origin} {self.version}" if self.version else self.origin
+
+    @property
+    def for_tests(self) -> bool:
+        """The part declares itself a test configuration (:func:`for_tests`); imports it to ask."""
+        return bool(getattr(self.load(), FOR_TESTS_ATTRIBUTE, False))
+
+
+FOR_TESTS_ATTRIBUTE = "for_tests"
+
+
+def for_tests(part: T) -> T:
+    """Declare ``part`` a test configuration (a tiny backbone, say): contract tests run it, ``all`` in a bench
+    grid leaves it out. Metadata on the part, so no code branches on its name::
+
+        @for_tests
+        def my_backbone_test(checkpoint=None, pretrained=True, download=False): ...
+    """
+    setattr(part, FOR_TESTS_ATTRIBUTE, True)
+    return part
 
 
 class Registry(Generic[T]):
@@ -180,12 +200,25 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self._discover()
 
-    def names(self, pattern: str = "*", *, include_broken: bool = False) -> list[str]:
-        """Sorted names matching a shell wildcard (``"lora*"``). Known-broken plugins are left out."""
-        return sorted(
+    def names(self, pattern: str = "*", *, include_broken: bool = False, for_tests: bool | None = None) -> list[str]:
+        """Sorted names matching a shell wildcard (``"lora*"``). Known-broken plugins are left out.
+
+        ``for_tests=True`` keeps only parts declared test configurations (:func:`for_tests`), ``False`` leaves
+        them out; either imports the matching parts to ask them (one that fails to import is left out).
+        """
+        names = sorted(
             name for name, entry in self._discover().items()
             if fnmatch.fnmatchcase(name, pattern) and (include_broken or not entry.broken)
         )
+        if for_tests is None:
+            return names
+        return [name for name in names if self._declares_for_tests(name) == for_tests]
+
+    def _declares_for_tests(self, name: str) -> bool | None:
+        try:
+            return self.entry(name).for_tests
+        except PluginLoadError:
+            return None
 
     def entries(self, pattern: str = "*", *, load: bool = True) -> list[Entry]:
         """Every entry matching ``pattern``; with ``load`` each is imported so broken ones show as such."""
@@ -212,7 +245,8 @@ class Registry(Generic[T]):
 
 
 def _normalise(distribution: str) -> str:
-    return distribution.lower().replace("_", "-")
+    """A distribution name as PEP 503 compares them (``Adaptsam_PEFT`` = ``adaptsam-peft``)."""
+    return re.sub(r"[-_.]+", "-", distribution).lower()
 
 
 backbones: Registry[Any] = Registry("backbone", "adaptsam.backbones")
@@ -226,6 +260,36 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "policy": policies,
     "dataset": datasets,
 }
+
+
+def installed_distributions() -> dict[str, str]:
+    """Distributions that provide parts, by normalised name, each with its version (adaptsam's own included)."""
+    found: dict[str, str] = {}
+    for registry in REGISTRIES.values():
+        for entry in registry._discover().values():
+            if entry.origin != IN_PROCESS:
+                found[_normalise(entry.origin)] = entry.version or "?"
+    return found
+
+
+def require_distributions(required: Iterable[str]) -> None:
+    """Refuse, with one ConfigError, when a distribution in ``required`` provides no registered part.
+
+    A bench spec lists the plugins its grid needs (``require: [adaptsam-peft]``): without this a missing plugin
+    would only shrink ``adapters: all`` and the report would compare fewer methods without saying so
+    (flake8's ``_check_required_plugins``).
+    """
+    wanted = {_normalise(name): name for name in required}
+    if not wanted:
+        return
+    installed = installed_distributions()
+    missing = sorted(name for key, name in wanted.items() if key not in installed)
+    if missing:
+        have = ", ".join(f"{name} {version}" for name, version in sorted(installed.items()))
+        hint = "" if os.environ.get(NO_PLUGINS_ENV, "") in ("", "0") else f" ({NO_PLUGINS_ENV} is set: plugins ignored)"
+        raise ConfigError(f"The bench requires plugins that are not installed: {', '.join(missing)}{hint}. "
+                          f"Installed: {have}. Install them (pip install {' '.join(missing)}) or remove them from "
+                          f"'require'.")
 
 
 def refresh_all() -> None:

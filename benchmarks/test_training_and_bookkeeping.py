@@ -7,10 +7,11 @@ import pytest
 from adaptsam.bench.perf import decoder_step_fns, time_one_cell
 
 
-@pytest.fixture(scope="module", params=[("vit_b", 256), ("lite_medsam", 128)], ids=["vit_b-256", "lite_medsam-128"])
+@pytest.fixture(scope="module", params=[("vit_b", 256, True), ("lite_medsam", 128, False)],
+                ids=["vit_b-256", "lite_medsam-128"])
 def steps(request):
-    backbone, resolution = request.param
-    return decoder_step_fns(backbone, resolution)
+    backbone, resolution, match_window = request.param
+    return decoder_step_fns(backbone, resolution, match_window=match_window)
 
 
 @pytest.mark.benchmark(group="decoder-training-step")

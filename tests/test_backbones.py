@@ -11,7 +11,7 @@ from adaptsam.model import SamModel
 from adaptsam.testing import check_backbone, random_batch
 
 
-@pytest.mark.parametrize("name", registry.backbones.names("*_test"))
+@pytest.mark.parametrize("name", registry.backbones.names(for_tests=True))
 def test_registered_test_backbones_meet_the_contract(name):
     check_backbone(name)
 

@@ -15,6 +15,7 @@ from adaptsam.backbones._tinyvit import TINY_DECODER, ResizableTinyViT, TinyViTC
 from adaptsam.backbones._upstream import medsam_checkpoint, medsam_tiny_vit
 from adaptsam.errors import ConfigError
 from adaptsam.model import InputRecipe, SamModel
+from adaptsam.registry import for_tests
 
 _upstream = medsam_tiny_vit()
 
@@ -68,6 +69,7 @@ def lite_medsam(checkpoint: str | os.PathLike[str] | None = None, pretrained: bo
                              pretrained=pretrained, download=download, normalise=normalise)
 
 
+@for_tests
 def lite_medsam_test(checkpoint: str | os.PathLike[str] | None = None, pretrained: bool = True,
                      download: bool = False) -> SamModel:
     """Tiny LiteMedSAM-style TinyViT for tests (1 block per stage, design size 128); random weights."""

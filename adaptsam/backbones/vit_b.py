@@ -25,6 +25,7 @@ from adaptsam.backbones.build import (
     finish_backbone,
 )
 from adaptsam.model import AttentionSite, BackboneInfo, FusedSegment, InputRecipe, PromptStage, SamModel
+from adaptsam.registry import for_tests
 
 _modeling = segment_anything_modeling()
 
@@ -142,6 +143,7 @@ def vit_b(checkpoint: str | os.PathLike[str] | None = None, pretrained: bool = T
                          download=download)
 
 
+@for_tests
 def vit_test(checkpoint: str | os.PathLike[str] | None = None, pretrained: bool = True,
              download: bool = False) -> SamModel:
     """Tiny SAM ViT for tests (3 blocks, width 64, design size 256); random weights unless given a file."""

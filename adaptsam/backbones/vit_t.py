@@ -16,6 +16,7 @@ from adaptsam.assets import CheckpointSpec
 from adaptsam.backbones._tinyvit import TINY_DECODER, ResizableTinyViT, TinyViTConfig, build_tinyvit_sam
 from adaptsam.backbones._upstream import mobile_sam_tiny_vit
 from adaptsam.model import InputRecipe, SamModel
+from adaptsam.registry import for_tests
 
 _upstream = mobile_sam_tiny_vit()
 
@@ -58,6 +59,7 @@ def vit_t(checkpoint: str | os.PathLike[str] | None = None, pretrained: bool = T
                             download=download)
 
 
+@for_tests
 def tinyvit_test(checkpoint: str | os.PathLike[str] | None = None, pretrained: bool = True,
                  download: bool = False) -> SamModel:
     """Tiny MobileSAM-style TinyViT for tests (1 block per stage, design size 256); random weights."""

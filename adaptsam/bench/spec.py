@@ -20,9 +20,10 @@ from typing import Any
 
 from adaptsam import registry
 from adaptsam.errors import ConfigError
+from adaptsam.train_config import PROMPT_MODES, TrainConfig
 
-SPEC_VERSION = 1
-PROMPTS = ("box", "point", "box+point", "none")
+SPEC_VERSION = 2  # 2: each part's distribution and version are in the cell (``Cell.parts``)
+PROMPTS = (*PROMPT_MODES, "none")  # "none": prompt-free adapters (class prompts, PerSAM, prototypes)
 MIN_RESOLUTION = 32  # the smallest R any policy accepts (policies.base.MIN_RESOLUTION)
 
 
@@ -40,9 +41,36 @@ class AdapterChoice:
                               f"{self.name}({','.join(f'{k}={v}' for k, v in sorted(self.cfg.items()))})")
 
 
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """How a cell trains and is scored: the fields a grid gives every one of its cells.
+
+    Training defaults are :class:`~adaptsam.train_config.TrainConfig`'s (their one home), so ``adaptsam train``
+    and a bench cell given the same flags train the same way.
+    """
+
+    steps: int = TrainConfig.steps
+    batch_size: int = TrainConfig.batch_size
+    lr: float = TrainConfig.lr
+    adapter_lr: float = TrainConfig.adapter_lr
+    prompt: str = TrainConfig.prompt  # or "none" for prompt-free adapters
+    eval_limit: int | None = None  # score the first N test images only
+    throughput_batch: int = 4  # images per pass in the timing phase
+    pretrained: bool = True  # False: random backbone weights (rows marked untrained)
+
+    def budget(self) -> dict[str, Any]:
+        """This object's budget fields, to hand to another Budget (a grid to its cells)."""
+        return {f.name: getattr(self, f.name) for f in fields(Budget)}
+
+
 @dataclass(frozen=True)
-class Cell:
-    """One benchmark measurement; everything that changes its result is in here (and in its key)."""
+class Cell(Budget):
+    """One benchmark measurement; everything that changes its result is in here (and in its key).
+
+    ``parts`` names the distribution and version that provides each part (``{"adapter": "adaptsam-peft
+    0.1.0", ...}``, filled by :meth:`BenchSpec.cells`): an upgraded plugin changes its cells' keys, so a
+    resumed bench runs them again instead of serving results of the old code.
+    """
 
     backbone: str
     adapter: str
@@ -54,20 +82,14 @@ class Cell:
     adapter_cfg: Mapping[str, Any] = field(default_factory=dict)
     adapter_label: str = ""
     policy_cfg: Mapping[str, Any] = field(default_factory=dict)
-    steps: int = 100
-    batch_size: int = 4
-    lr: float = 1e-4
-    adapter_lr: float = 1e-3
-    prompt: str = "box"
-    eval_limit: int | None = None
-    throughput_batch: int = 4
-    pretrained: bool = True
+    parts: Mapping[str, str] = field(default_factory=dict)
 
     def canonical(self) -> dict[str, Any]:
         values = asdict(self)
         values.pop("adapter_label")  # presentation only
         values["adapter_cfg"] = dict(sorted(dict(self.adapter_cfg).items()))
         values["policy_cfg"] = dict(sorted(dict(self.policy_cfg).items()))
+        values["parts"] = dict(sorted(dict(self.parts).items()))
         return {"spec_version": SPEC_VERSION, **values}
 
     @property
@@ -93,15 +115,14 @@ class Cell:
     def experiment(self, device: str = "auto", precision: str = "auto") -> Any:
         """This cell as an experiment run on ``device`` at ``precision`` (how it runs, not part of its key)."""
         from adaptsam.engine.experiment import Experiment
-        from adaptsam.engine.train import TrainConfig
 
+        prompt = self.prompt if self.prompt in PROMPT_MODES else TrainConfig.prompt  # "none": a prompt-free head
         train = TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, adapter_lr=self.adapter_lr,
-                            seed=self.seed, prompt=self.prompt if self.prompt != "none" else "box", progress=False)
+                            seed=self.seed, prompt=prompt, progress=False)
         return Experiment(backbone=self.backbone, adapter=self.adapter, adapter_cfg=dict(self.adapter_cfg),
                           policy=self.policy, policy_cfg=dict(self.policy_cfg), resolution=self.resolution,
                           data=self.dataset, shots=self.shots, seed=self.seed, pretrained=self.pretrained,
-                          train=train, eval_limit=self.eval_limit,
-                          prompt=self.prompt if self.prompt != "none" else "box", device=device,
+                          train=train, eval_limit=self.eval_limit, prompt=prompt, device=device,
                           precision=precision)
 
     @classmethod
@@ -111,8 +132,12 @@ class Cell:
 
 
 @dataclass(frozen=True)
-class BenchSpec:
-    """A grid: the cartesian product of every list, minus ``exclude`` matches."""
+class BenchSpec(Budget):
+    """A grid: the cartesian product of every list, minus ``exclude`` matches; its budget goes to every cell.
+
+    ``require`` names plugin distributions the grid needs (``adaptsam-peft``): a bench where one is missing
+    stops before any cell runs, as flake8's ``require-plugins`` does, instead of quietly running a smaller grid.
+    """
 
     backbones: tuple[str, ...] = ("lite_medsam",)
     adapters: tuple[AdapterChoice, ...] = (AdapterChoice("frozen"), AdapterChoice("decoder"), AdapterChoice("lora"))
@@ -121,18 +146,12 @@ class BenchSpec:
     datasets: tuple[str, ...] = ("synthetic",)
     shots: tuple[int | None, ...] = (None,)
     seeds: tuple[int, ...] = (0,)
-    steps: int = 100
-    batch_size: int = 4
-    lr: float = 1e-4
-    adapter_lr: float = 1e-3
-    prompt: str = "box"
-    eval_limit: int | None = None
-    throughput_batch: int = 4
-    pretrained: bool = True
+    require: tuple[str, ...] = ()
     exclude: tuple[Mapping[str, Any], ...] = ()
     name: str = "custom"
     note: str = ""
     timing_rounds: int = 5  # interleaved rounds of the timing phase over every distinct graph (not in cell keys)
+    compile: bool = False  # the timing phase also times torch.compile of every graph (not in cell keys)
     device: str = "auto"  # where cells train, evaluate and are timed: auto (CUDA when available), cpu, cuda[:N]
     precision: str = "auto"  # autocast of training, evaluation and timing: auto = bf16 on CUDA, fp32 on CPU
     # device and precision are how a cell runs, not what it is: they are not in cell keys (a CPU run and a GPU
@@ -143,6 +162,7 @@ class BenchSpec:
 
         check_device_option(self.device)
         resolve_precision(self.precision, "cpu")
+        registry.require_distributions(self.require)
         if self.prompt not in PROMPTS:
             raise ConfigError(f"Expected prompt in {PROMPTS}, got {self.prompt!r}.")
         for name in ("backbones", "adapters", "policies", "resolutions", "datasets", "shots", "seeds"):
@@ -157,7 +177,9 @@ class BenchSpec:
             raise ConfigError(f"Expected throughput_batch to be an integer >= 1, got {self.throughput_batch!r}.")
         if isinstance(self.timing_rounds, bool) or not isinstance(self.timing_rounds, int) or self.timing_rounds < 1:
             raise ConfigError(f"Expected timing_rounds to be an integer >= 1, got {self.timing_rounds!r}.")
-        cell_fields = {f.name for f in fields(Cell)}
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"Expected compile to be true or false, got {self.compile!r}.")
+        cell_fields = {f.name for f in fields(Cell)} - {"parts"}
         for rule in self.exclude:
             if not isinstance(rule, Mapping):
                 raise ConfigError(f"Expected each exclude rule to be a mapping such as {{adapter: lora, policy: "
@@ -175,9 +197,8 @@ class BenchSpec:
                 self.backbones, self.adapters, self.policies, self.resolutions, self.datasets, self.shots, self.seeds):
             cell = Cell(backbone=backbone, adapter=adapter.name, adapter_cfg=dict(adapter.cfg),
                         adapter_label=adapter.label, policy=policy, resolution=resolution, dataset=dataset,
-                        shots=shots, seed=seed, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
-                        adapter_lr=self.adapter_lr, prompt=self.prompt, eval_limit=self.eval_limit,
-                        throughput_batch=self.throughput_batch, pretrained=self.pretrained)
+                        shots=shots, seed=seed, parts=part_sources(backbone, adapter.name, policy, dataset),
+                        **self.budget())
             if not any(_matches(cell, rule) for rule in self.exclude):
                 out.append(cell)
         return _once_per_seed_invariant(out, self.seeds[0])
@@ -187,6 +208,14 @@ class BenchSpec:
         values["adapters"] = [{"name": a.name, "cfg": dict(a.cfg), "label": a.label} for a in self.adapters]
         values["exclude"] = [dict(rule) for rule in self.exclude]
         return values
+
+
+def part_sources(backbone: str, adapter: str, policy: str, dataset: str) -> dict[str, str]:
+    """The distribution and version providing each part of a cell (``adaptsam 0.1.0``); a dataset given as a
+    folder path is read by the registered ``folder`` dataset."""
+    dataset_part = dataset if dataset in registry.datasets else "folder"
+    named = {"backbone": backbone, "adapter": adapter, "policy": policy, "dataset": dataset_part}
+    return {kind: registry.REGISTRIES[kind].entry(name).source for kind, name in named.items()}
 
 
 def _once_per_seed_invariant(cells: list[Cell], first_seed: int) -> list[Cell]:
@@ -208,15 +237,12 @@ def _matches(cell: Cell, rule: Mapping[str, Any]) -> bool:
 
 
 def expand_names(kind: str, values: Iterable[str]) -> tuple[str, ...]:
-    """``all`` → every registered name of ``kind`` (test configs left out for backbones); others checked."""
+    """``all`` → every registered name of ``kind`` but test configs (parts marked ``for_tests``); others checked."""
     reg = registry.REGISTRIES[kind]
     out: list[str] = []
     for value in values:
         if value == "all":
-            names = reg.names()
-            if kind == "backbone":
-                names = [n for n in names if not n.endswith("_test")]
-            out.extend(names)
+            out.extend(reg.names(for_tests=False))
         elif "*" in value or "?" in value:
             out.extend(reg.names(value))
         else:
@@ -302,6 +328,8 @@ def spec_from_mapping(values: Mapping[str, Any], base: BenchSpec | None = None) 
             changes[key] = adapter_choices(listed)
         elif key == "datasets":
             changes[key] = _datasets(listed)
+        elif key == "require":
+            changes[key] = tuple(str(name) for name in listed)
         elif key in ("resolutions", "seeds"):
             changes[key] = _ints(key, listed)
         elif key == "shots":
@@ -323,7 +351,7 @@ def spec_from_mapping(values: Mapping[str, Any], base: BenchSpec | None = None) 
 
 
 _SCALARS = ("steps", "batch_size", "lr", "adapter_lr", "prompt", "eval_limit", "throughput_batch", "pretrained",
-            "name", "note", "timing_rounds", "device", "precision")
+            "name", "note", "timing_rounds", "compile", "device", "precision")
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 
 from adaptsam.errors import ConfigError
+from adaptsam.train_config import PROMPT_MODES, TrainConfig
 
 if TYPE_CHECKING:  # the engine imports torch: every command's parser is built without it (adaptsam --version)
     from adaptsam.engine.experiment import Experiment
@@ -21,6 +22,7 @@ FINISHED_RUN_FILES = ("metrics.json", "adapter.safetensors")  # what a finished 
 TRAIN_FLAGS = {  # flag → TrainConfig field
     "steps": "steps", "batch_size": "batch_size", "lr": "lr", "adapter_lr": "adapter_lr",
     "weight_decay": "weight_decay", "grad_accum": "grad_accum", "prompt": "prompt", "cache_dir": "cache_dir",
+    "workers": "num_workers",
 }
 
 
@@ -143,20 +145,26 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                                       "layout; shared sets are found under $ADAPTSAM_DATA")
     group.add_argument("--split", dest="eval_split", help="split to evaluate (default: test)")
     group.add_argument("--limit", dest="eval_limit", type=int, help="evaluate only the first N images")
-    group.add_argument("--prompt", choices=("box", "point", "box+point"), help="prompt given to the model")
+    group.add_argument("--prompt", choices=PROMPT_MODES, help="prompt given to the model")
 
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--shots", type=int, help="k training images per class (few-shot); default: all")
-    group.add_argument("--steps", type=int, help="optimiser steps (default 200)")
-    group.add_argument("--batch-size", type=int, help="images per step (default 4)")
-    group.add_argument("--lr", type=float, help="learning rate of pretrained weights that train (default 1e-4)")
-    group.add_argument("--adapter-lr", type=float, help="learning rate of adapter-added weights (default 1e-3)")
-    group.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.01)")
-    group.add_argument("--grad-accum", type=int, help="gradient accumulation steps (default 1)")
-    group.add_argument("--seed", type=int, help="seed for data order, augmentation, init (default 0)")
+    default = TrainConfig()
+    group.add_argument("--steps", type=int, help=f"optimiser steps (default {default.steps})")
+    group.add_argument("--batch-size", type=int, help=f"images per step (default {default.batch_size})")
+    group.add_argument("--lr", type=float,
+                       help=f"learning rate of pretrained weights that train (default {default.lr:g})")
+    group.add_argument("--adapter-lr", type=float,
+                       help=f"learning rate of adapter-added weights (default {default.adapter_lr:g})")
+    group.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default {default.weight_decay:g})")
+    group.add_argument("--grad-accum", type=int, help=f"gradient accumulation steps (default {default.grad_accum})")
+    group.add_argument("--seed", type=int, help=f"seed for data order, augmentation, init (default {default.seed})")
     group.add_argument("--cache-dir", help="also keep cached frozen-encoder embeddings on disk here")
+    group.add_argument("--workers", type=int, help=f"DataLoader worker processes preparing training batches "
+                                                   f"(default {default.num_workers}: in this process; batches are "
+                                                   f"the same either way; pinned memory on CUDA)")
     group.add_argument("--wandb", action="store_true", default=None, help="log to Weights & Biases (offline works)")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
 

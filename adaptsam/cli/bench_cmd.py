@@ -7,9 +7,12 @@ import argparse
 ORDER = 20
 GRID_FLAGS = ("backbones", "adapters", "policies", "resolutions", "data", "shots", "seeds", "steps", "batch_size",
               "lr", "adapter_lr", "prompt", "eval_limit", "throughput_batch", "timing_rounds")
+HOW_FLAGS = ("device", "precision", "compile")  # how cells run and are timed, not what they are (not in cell keys)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from adaptsam.bench.spec import PROMPTS
+
     parser = subparsers.add_parser(
         "bench", help="cross-evaluate backbones × adapters × policies × resolutions (the main job)",
         description="Train every adapter on a fixed budget, evaluate Dice/IoU at R, measure images/s, parameters "
@@ -37,11 +40,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     grid.add_argument("--batch-size", type=int)
     grid.add_argument("--lr", type=float)
     grid.add_argument("--adapter-lr", type=float)
-    grid.add_argument("--prompt", choices=("box", "point", "box+point", "none"))
+    grid.add_argument("--prompt", choices=PROMPTS, help="prompt of promptable adapters; none for prompt-free ones")
     grid.add_argument("--eval-limit", type=int, help="evaluate the first N test images")
     grid.add_argument("--throughput-batch", type=int)
     grid.add_argument("--timing-rounds", type=int, help="interleaved rounds of the timing phase (default 5)")
+    grid.add_argument("--compile", action="store_true", default=None,
+                      help="also time torch.compile of every inference graph (its own column; compiling takes "
+                           "minutes per graph on a CPU)")
     grid.add_argument("--random-init", action="store_true", help="random backbone weights (marked untrained)")
+    grid.add_argument("--require", help="plugin distributions the grid needs (e.g. adaptsam-peft): stop at once "
+                                        "when one is not installed")
     run = parser.add_argument_group("running")
     run.add_argument("--out", default="bench-out", help="output folder (default: bench-out)")
     run.add_argument("--executor", choices=("local", "ray"), default="local")
@@ -73,7 +81,9 @@ def spec_from_args(args: argparse.Namespace):
     if args.random_init:
         values["pretrained"] = False
     spec = spec_from_mapping(values, spec) if values else spec
-    how = {name: getattr(args, name) for name in ("device", "precision") if getattr(args, name, None) is not None}
+    how = {name: getattr(args, name) for name in HOW_FLAGS if getattr(args, name, None) is not None}
+    if args.require:
+        how["require"] = tuple(name.strip() for name in args.require.split(",") if name.strip())
     if how:  # how the cells run, not what they are: the preset keeps its name
         from dataclasses import replace
 

@@ -24,6 +24,7 @@ from PIL import Image
 
 from adaptsam.data.types import BACKGROUND, Sample, SegmentationDataset
 from adaptsam.errors import DataError
+from adaptsam.train_config import check_int
 
 DEFAULT_SIZES = {"train": 64, "test": 32, "val": 16}
 DISC, SQUARE, BLOB = "disc", "square", "blob"
@@ -84,10 +85,10 @@ class SyntheticShapes(SegmentationDataset):
                 raise DataError(f"SyntheticShapes has default sizes for splits {', '.join(DEFAULT_SIZES)}; got split "
                                 f"{split!r}. Use one of those or pass n=NUMBER_OF_IMAGES.")
             n = DEFAULT_SIZES[split]
-        _check_int("n", n, minimum=1)
-        _check_int("size", size, minimum=16)
-        _check_int("seed", seed, minimum=0)
-        _check_int("max_shapes", max_shapes, minimum=1)
+        check_int("n", n, 1)
+        check_int("size", size, 16)
+        check_int("seed", seed, 0)
+        check_int("max_shapes", max_shapes, 1)
         if num_classes not in (1, 2):
             raise ValueError(f"Expected num_classes 1 (binary) or 2 (disc, square), got {num_classes!r}.")
         self.split, self.size, self.n, self.num_classes, self.seed = split, size, n, num_classes, seed
@@ -225,8 +226,3 @@ def _signed_distance(shape: Shape, size: int) -> tuple[tuple[slice, slice] | Non
             a, b = shape.extent
             distance = (np.sqrt((u / a) ** 2 + (v / b) ** 2) - 1) * np.float32(min(a, b))
     return (slice(r0, r1), slice(c0, c1)), distance
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"Expected {name} to be an integer >= {minimum}, got {value!r}.")

@@ -14,11 +14,10 @@ from typing import Any
 import torch
 
 from adaptsam.data.types import IGNORE_INDEX
-from adaptsam.errors import ConfigError
 from adaptsam.model import Prompts, SamModel
+from adaptsam.train_config import PROMPT_MODES, check_prompt_mode
 
-PROMPT_MODES = ("box", "point", "box+point")
-
+__all__ = ["PROMPT_MODES", "MaskBatch", "check_prompt_mode", "prompts_for_slots", "run_batch"]
 
 @dataclass
 class MaskBatch:
@@ -31,12 +30,6 @@ class MaskBatch:
     valid: torch.Tensor
     image: torch.Tensor
     classes: torch.Tensor
-
-
-def check_prompt_mode(mode: str) -> str:
-    if not isinstance(mode, str) or mode not in PROMPT_MODES:
-        raise ConfigError(f"Expected prompt mode in {PROMPT_MODES}, got {mode!r}.")
-    return mode
 
 
 def prompts_for_slots(batch: dict[str, Any], slots: torch.Tensor, mode: str, device: torch.device) -> Prompts:

@@ -17,9 +17,10 @@ import torch
 from torch.utils.data import default_collate
 
 from adaptsam.data.types import IGNORE_INDEX
-from adaptsam.engine.batches import check_prompt_mode, run_batch
+from adaptsam.engine.batches import run_batch
 from adaptsam.errors import DataError
 from adaptsam.model import SamModel
+from adaptsam.train_config import check_prompt_mode
 
 
 @dataclass

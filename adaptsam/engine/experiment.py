@@ -15,13 +15,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from adaptsam.engine.batches import check_prompt_mode
+from adaptsam.api import DEFAULT_POLICY
 from adaptsam.engine.distributed import DistContext, barrier
 from adaptsam.engine.evaluate import EvalResult, evaluate
-from adaptsam.engine.losses import LossConfig
-from adaptsam.engine.train import TrainConfig, TrainResult, check_int, fit
+from adaptsam.engine.train import TrainResult, fit
 from adaptsam.errors import ConfigError
 from adaptsam.model import SamModel
+from adaptsam.train_config import LossConfig, TrainConfig, check_int, check_prompt_mode
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Experiment:
     backbone: str = "lite_medsam"
     adapter: str = "frozen"
     adapter_cfg: dict[str, Any] = field(default_factory=dict)
-    policy: str = "native"
+    policy: str = DEFAULT_POLICY
     policy_cfg: dict[str, Any] = field(default_factory=dict)
     resolution: int = 128
     data: str = "synthetic"  # a registered dataset name or a folder path

@@ -6,10 +6,10 @@ Every term takes per-mask logits N×H×W, binary targets N×H×W and a validity 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
+
+from adaptsam.train_config import LossConfig
 
 
 def _masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -56,20 +56,6 @@ def iou_head_loss(iou_pred: torch.Tensor, logits: torch.Tensor, targets: torch.T
                   valid: torch.Tensor) -> torch.Tensor:
     """MSE between the decoder's predicted IoU and the IoU its mask actually has."""
     return F.mse_loss(iou_pred.float(), mask_iou(logits, targets, valid))
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """Weights of the loss terms (SAM: focal 20, dice 1, IoU 1)."""
-
-    focal: float = 20.0
-    dice: float = 1.0
-    iou: float = 1.0
-    bce: float = 0.0
-
-    def __post_init__(self) -> None:
-        if min(self.focal, self.dice, self.iou, self.bce) < 0 or not (self.focal or self.dice or self.bce):
-            raise ValueError(f"Loss weights must be >= 0 with at least one mask term > 0, got {self}.")
 
 
 def segmentation_loss(logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor,

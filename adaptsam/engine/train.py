@@ -23,91 +23,15 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from adaptsam.engine.batches import check_prompt_mode, run_batch
+from adaptsam.engine.batches import run_batch
 from adaptsam.engine.cache import EmbeddingCache
 from adaptsam.engine.distributed import DistContext, average_gradients
-from adaptsam.engine.losses import LossConfig, segmentation_loss
+from adaptsam.engine.losses import segmentation_loss
 from adaptsam.errors import ConfigError, DataError
 from adaptsam.model import SamModel
+from adaptsam.train_config import TrainConfig, check_int, check_number
 
-
-def check_int(name: str, value: Any, minimum: int, *, hint: str = "") -> int:
-    """An integer option (bools and floats refused) of at least ``minimum``, or a ConfigError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"Expected {name} to be an integer >= {minimum}{' (' + hint + ')' if hint else ''}, "
-                          f"got {value!r}.")
-    return int(value)
-
-
-def check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = True, hint: str = "") -> float:
-    """A finite real option above (``strict``) or at least ``minimum``, or a ConfigError naming it."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) \
-        and math.isfinite(value) and (value > minimum if strict else value >= minimum)
-    if not ok:
-        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise ConfigError(f"Expected {name} to be a finite number {bound}{' (' + hint + ')' if hint else ''}, "
-                          f"got {value!r}.")
-    return float(value)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """A fixed training budget and how to spend it.
-
-    Every value is validated here (a :class:`ConfigError` naming the option otherwise). Learning rates and
-    other real numbers given as text that is a number (YAML reads ``lr: 1e-4`` as the string "1e-4") are
-    taken as that number.
-    """
-
-    steps: int = 200
-    batch_size: int = 4
-    lr: float = 1e-4  # pretrained parameters that train (decoder, full fine-tuning)
-    adapter_lr: float = 1e-3  # parameters an adapter added (LoRA, prompts)
-    weight_decay: float = 0.01
-    warmup: float = 0.05  # fraction of steps
-    grad_clip: float = 1.0
-    grad_accum: int = 1
-    seed: int = 0
-    prompt: str = "box"
-    loss: LossConfig = field(default_factory=LossConfig)
-    cache: bool | None = None  # None: cache embeddings when the encoder is frozen
-    augment: bool | None = None  # None: augment images unless embeddings are cached
-    cache_dir: str | None = None
-    grad_checkpointing: bool = False
-    bf16: bool | None = None  # None: on when training on a GPU
-    progress: bool = True
-    log_every: int = 10
-    wandb: bool = False
-    wandb_project: str = "adaptsam"
-
-    def __post_init__(self) -> None:
-        for name in ("lr", "adapter_lr", "weight_decay", "warmup", "grad_clip"):
-            value = getattr(self, name)
-            if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as text: take text that is a number
-                with contextlib.suppress(ValueError):  # not a number: check_number names it below
-                    object.__setattr__(self, name, float(value))
-        check_int("steps", self.steps, 0, hint="optimiser steps; 0 evaluates the untrained adapter")
-        for name in ("batch_size", "grad_accum", "log_every"):
-            check_int(name, getattr(self, name), 1)
-        check_int("seed", self.seed, 0)
-        for name in ("lr", "adapter_lr"):
-            check_number(name, getattr(self, name), hint="a learning rate such as 1e-4")
-        check_number("weight_decay", self.weight_decay, strict=False)
-        check_number("grad_clip", self.grad_clip, strict=False, hint="0 turns clipping off")
-        if check_number("warmup", self.warmup, strict=False) >= 1:
-            raise ConfigError(f"Expected warmup (a fraction of steps) in [0, 1), got {self.warmup!r}.")
-        for name in ("grad_checkpointing", "progress", "wandb"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"Expected {name} to be true or false, got {getattr(self, name)!r}.")
-        for name in ("cache", "augment", "bf16"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"Expected {name} to be true, false or left out (automatic), got "
-                                  f"{getattr(self, name)!r}.")
-        if self.cache_dir is not None and not isinstance(self.cache_dir, (str, os.PathLike)):
-            raise ConfigError(f"Expected cache_dir to be a folder path, got {self.cache_dir!r}.")
-        if not isinstance(self.loss, LossConfig):
-            raise ConfigError(f"Expected loss to be a LossConfig (a mapping in YAML), got {self.loss!r}.")
-        check_prompt_mode(self.prompt)
+__all__ = ["TrainConfig", "TrainResult", "check_int", "check_number", "fit", "lr_factor", "parameter_groups"]
 
 
 @dataclass
@@ -201,66 +125,19 @@ def fit(model: SamModel, data: Any, config: TrainConfig | None = None, *,
         if out_dir is not None and context.is_main and model.adapter is not None:
             _save(model, out_dir)
         return result
-    frozen_encoder = model.adapter is None or model.adapter.encoder_frozen(model)
-    cached = frozen_encoder if config.cache is None else config.cache
-    if cached and not frozen_encoder:
-        raise ValueError("cache=True needs a frozen image encoder; this adapter trains it.")
-    augment = (not cached) if config.augment is None else config.augment
-    if cached and augment:
-        raise ValueError("Cached embeddings can't follow image augmentation; set augment=False or cache=False.")
-    if not augment and getattr(data, "augment", False):
-        data = data.without_augmentation()
-    cache = EmbeddingCache(model, directory=config.cache_dir) \
-        if cached else None
-    use_bf16 = model.device.type == "cuda" if config.bf16 is None else config.bf16
-    params = [p for g in groups for p in g["params"]]
+    data, cache = _embedding_source(model, data, config)
     logger = _WandbLogger(config, model) if config.wandb and context.is_main else None
 
     with torch.random.fork_rng(devices=[]), gradient_checkpointing(model, config.grad_checkpointing):
         torch.manual_seed(config.seed)
-        optimiser = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimiser, functools.partial(lr_factor, total=config.steps, warmup_fraction=config.warmup))
+        steps = _Steps(model, data, config, context, groups, cache, result)
         model.train()
-        draw = batches(len(data), config.batch_size, config.seed)
         bar = _progress(config.steps, config.progress and context.is_main)
         start = time.perf_counter()
         try:
             for step in range(config.steps):
-                optimiser.zero_grad(set_to_none=True)
-                losses = []
-                for _ in range(config.grad_accum):
-                    batch, positions = _next_batch(model, data, draw, context, result)
-                    if cache is not None:
-                        embeddings = cache.embeddings(batch["image"], batch["id"], batch.get("valid_hw"))
-                    elif frozen_encoder:  # no graph through an encoder nothing in which trains
-                        with torch.no_grad():
-                            embeddings = model.encode(batch["image"].to(model.device), batch.get("valid_hw"))
-                    else:
-                        embeddings = None
-                    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                        masks = run_batch(model, batch, prompt=config.prompt, embeddings=embeddings)
-                    loss, parts = segmentation_loss(masks.logits, masks.iou, masks.targets, masks.valid, config.loss)
-                    (loss / config.grad_accum).backward()
-                    losses.append(float(loss.detach()))
-                    result.images_seen += len(positions)
-                average_gradients(params, context)
-                if config.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-                optimiser.step()
-                schedule.step()
-                result.steps = step + 1
-                result.final_loss = float(np.mean(losses))
-                if not np.isfinite(result.final_loss):
-                    raise FloatingPointError(f"Training diverged at step {step + 1}: loss {result.final_loss}.")
-                if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-                    record = {"step": step + 1, "loss": result.final_loss, "lr": schedule.get_last_lr()[-1], **parts}
-                    result.history.append(record)
-                    if logger:
-                        logger.log(record)
-                if bar:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{result.final_loss:.4f}")
+                loss, parts = steps.run()
+                _record(result, step, loss, parts, steps.learning_rate, config, logger, bar)
         except KeyboardInterrupt:
             if out_dir is not None and context.is_main:
                 _save(model, out_dir)
@@ -279,8 +156,129 @@ def fit(model: SamModel, data: Any, config: TrainConfig | None = None, *,
     return result
 
 
-def _next_batch(model: SamModel, data: Any, draw: Iterator[tuple[int, list[int]]], context: DistContext,
-                result: TrainResult) -> tuple[dict[str, Any], list[int]]:
+def _embedding_source(model: SamModel, data: Any, config: TrainConfig) -> tuple[Any, EmbeddingCache | None]:
+    """The training data and, when the encoder is frozen (and ``config.cache`` allows), the embedding cache.
+
+    Cached embeddings can only be reused if their images never change, so caching turns image augmentation
+    off by default and refuses it when asked for both.
+    """
+    frozen_encoder = model.adapter is None or model.adapter.encoder_frozen(model)
+    cached = frozen_encoder if config.cache is None else config.cache
+    if cached and not frozen_encoder:
+        raise ConfigError("cache=True needs a frozen image encoder; this adapter trains it.")
+    augment = (not cached) if config.augment is None else config.augment
+    if cached and augment:
+        raise ConfigError("Cached embeddings can't follow image augmentation; set augment=False or cache=False.")
+    if not augment and getattr(data, "augment", False):
+        data = data.without_augmentation()
+    return data, (EmbeddingCache(model, directory=config.cache_dir) if cached else None)
+
+
+class _Steps:
+    """Optimiser steps, one per :meth:`run`: draw batches (``grad_accum`` of them), get their embeddings (cache,
+    no-grad frozen encoder, or none: the encoder trains), decode under autocast, back-propagate, average
+    gradients across ranks, clip, step the optimiser and the schedule."""
+
+    def __init__(self, model: SamModel, data: Any, config: TrainConfig, context: DistContext,
+                 groups: list[dict[str, Any]], cache: EmbeddingCache | None, result: TrainResult):
+        self.model, self.data, self.config, self.context, self.cache, self.result = \
+            model, data, config, context, cache, result
+        self.frozen_encoder = model.adapter is None or model.adapter.encoder_frozen(model)
+        self.use_bf16 = model.device.type == "cuda" if config.bf16 is None else config.bf16
+        self.params = [p for g in groups for p in g["params"]]
+        self.optimiser = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimiser, functools.partial(lr_factor, total=config.steps, warmup_fraction=config.warmup))
+        self.stream = batch_stream(data, config, context, pin_memory=config.pin_memory if config.pin_memory
+                                   is not None else model.device.type == "cuda")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.schedule.get_last_lr()[-1]
+
+    def run(self) -> tuple[float, dict[str, float]]:
+        """One optimiser step: its mean loss over the accumulated batches, and the last batch's loss terms."""
+        config = self.config
+        self.optimiser.zero_grad(set_to_none=True)
+        losses = []
+        for _ in range(config.grad_accum):
+            batch = _next_batch(self.model, self.data, self.stream, self.result)
+            embeddings = self._embeddings(batch)
+            with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+                masks = run_batch(self.model, batch, prompt=config.prompt, embeddings=embeddings)
+            loss, parts = segmentation_loss(masks.logits, masks.iou, masks.targets, masks.valid, config.loss)
+            (loss / config.grad_accum).backward()
+            losses.append(float(loss.detach()))
+            self.result.images_seen += config.batch_size  # across ranks: each holds its shard of the draw
+        average_gradients(self.params, self.context)
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip)
+        self.optimiser.step()
+        self.schedule.step()
+        return float(np.mean(losses)), parts
+
+    def _embeddings(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        if self.cache is not None:
+            return self.cache.embeddings(batch["image"], batch["id"], batch.get("valid_hw"))
+        if self.frozen_encoder:  # no graph through an encoder nothing in which trains
+            with torch.no_grad():
+                return self.model.encode(batch["image"].to(self.model.device), batch.get("valid_hw"))
+        return None  # the encoder trains: run_batch encodes with gradients
+
+
+def _record(result: TrainResult, step: int, loss: float, parts: dict[str, float], lr: float,
+            config: TrainConfig, logger: _WandbLogger | None, bar: Any) -> None:
+    """Step ``step`` done: its loss in ``result`` (a non-finite loss stops training), the history every
+    ``log_every`` steps and at the end, wandb and the progress bar."""
+    result.steps = step + 1
+    result.final_loss = loss
+    if not np.isfinite(loss):
+        raise FloatingPointError(f"Training diverged at step {step + 1}: loss {loss}.")
+    if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+        record = {"step": step + 1, "loss": loss, "lr": lr, **parts}
+        result.history.append(record)
+        if logger:
+            logger.log(record)
+    if bar:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+
+
+def batch_stream(data: Any, config: TrainConfig, context: DistContext, *, pin_memory: bool = False
+                 ) -> Iterator[dict[str, Any]]:
+    """Collated training batches, forever: each a seeded draw of ``config.batch_size`` images (this rank's
+    shard), prepared in this process or, with ``config.num_workers``, by DataLoader workers.
+
+    Every sample is a function of (seed, epoch, index) (``LowResDataset``), and each worker is told the
+    epoch with the index (:class:`_EpochItems`), so workers give the very batches this process would.
+    """
+    draws = ([(epoch, p) for p in context.shard(positions)]
+             for epoch, positions in batches(len(data), config.batch_size, config.seed))
+    if config.num_workers == 0:
+        items = _EpochItems(data)
+        return (default_collate([items[item] for item in draw]) for draw in draws)
+    loader = torch.utils.data.DataLoader(_EpochItems(data), batch_sampler=draws, num_workers=config.num_workers,
+                                         collate_fn=default_collate, pin_memory=pin_memory)
+    return iter(loader)
+
+
+class _EpochItems(torch.utils.data.Dataset):
+    """``items[(epoch, position)]``: sample ``position`` as epoch ``epoch`` augments it."""
+
+    def __init__(self, data: Any):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
+        epoch, position = item
+        self.data.set_epoch(epoch)
+        return self.data[position]
+
+
+def _next_batch(model: SamModel, data: Any, stream: Iterator[dict[str, Any]], result: TrainResult
+                ) -> dict[str, Any]:
     """The next batch that has something to prompt.
 
     A prompted model gets one prompt per object, so a batch whose images hold no object (empty masks, or an
@@ -289,11 +287,9 @@ def _next_batch(model: SamModel, data: Any, draw: Iterator[tuple[int, list[int]]
     """
     limit = max(1, len(data)) + 1
     for _ in range(limit):
-        epoch, positions = next(draw)
-        data.set_epoch(epoch)
-        batch = default_collate([data[p] for p in context.shard(positions)])
+        batch = next(stream)
         if not model.uses_prompts or bool((batch["classes"] >= 0).any()):
-            return batch, positions
+            return batch
         result.skipped_batches += 1
     base = getattr(data, "base", data)
     raise DataError(f"No training image of {getattr(base, 'name', 'the dataset')}/{getattr(base, 'split', '?')} at "

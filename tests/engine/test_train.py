@@ -37,6 +37,27 @@ def test_same_seed_same_weights_other_seed_other_weights():
     assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
 
 
+def test_dataloader_workers_give_the_very_batches_of_the_training_process():
+    """Augmented samples are a function of (seed, epoch, index); workers are told the epoch with each index."""
+    runs = []
+    for workers in (0, 2):
+        model = adaptsam.create_model("lite_medsam_test", policy="native", resolution=64, adapter="lora")
+        data = _data(6)
+        assert data.augment  # the encoder trains: augmentation is on, so epochs differ
+        out = fit(model, data, TrainConfig(steps=4, batch_size=4, num_workers=workers, log_every=1, progress=False))
+        runs.append(([h["loss"] for h in out.history], out.images_seen, _weights(model)))
+    (losses0, seen0, weights0), (losses2, seen2, weights2) = runs
+    assert losses0 == losses2 and seen0 == seen2 == 16  # 4 steps cross an epoch boundary (6 images)
+    assert all(torch.equal(weights0[k], weights2[k]) for k in weights0)
+
+
+def test_workers_option_is_checked():
+    from adaptsam.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="num_workers to be an integer >= 0"):
+        TrainConfig(num_workers=-1)
+
+
 def test_cached_embeddings_give_identical_training():
     results = []
     for cache in (True, False):
