@@ -163,5 +163,5 @@ def write_html(model: dict[str, Any], plots: list[Path], path: Path) -> Path:
 def report_json(out: str | Path) -> str:
     """The report model of bench folder ``out`` as JSON text (``adaptsam report OUT --json``)."""
     with ResultStore(Path(out) / STORE_NAME) as store:
-        rows = store.rows()
+        rows = store.grid_rows()
         return to_json(report_model(store, rows, aggregate(rows)))

@@ -27,6 +27,7 @@ from adaptsam.bench.store import STORE_NAME, ResultStore, Row
 
 CSV_COLUMNS = ("backbone", "adapter", "policy", "resolution", "dataset", "shots", "seed", "status", "mean_dice",
                "mean_iou", "images_per_s", "speed_ratio", "speed_ratio_min", "speed_ratio_max", "reference",
+               "images_per_s_compiled", "compile_speedup",
                "rounds", "graph", "latency_p50_ms", "latency_p95_ms", "gflops_executed", "gflops_useful",
                "train_gflops_per_step", "trainable_params", "total_params", "adapter_bytes", "train_mem_mb",
                "infer_mem_mb", "cache_hits", "cache_misses", "train_s", "eval_s", "seed_invariant",
@@ -131,6 +132,26 @@ def timing_note(store: ResultStore, rows: list[Row]) -> list[str]:
             f"rounds). References: {'; '.join(refs)}."]
 
 
+def compiled_table(rows: list[Row]) -> list[str]:
+    """One line per distinct graph timed with ``--compile``: eager vs torch.compile images/s, timed in the same
+    rounds (nothing when the bench did not compile)."""
+    graphs: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if "images_per_s_compiled" in row.speed or "compile_error" in row.speed:
+            graphs.setdefault(row.speed["graph"], row.speed)
+    if not graphs:
+        return []
+    lines = ["## torch.compile", "", "| graph | images/s eager | images/s compiled | speed-up (median of rounds) |",
+             "|---|---:|---:|---:|"]
+    for speed in sorted(graphs.values(), key=lambda s: s["graph_description"]):
+        if "compile_error" in speed:
+            compiled, gain = f"n/a ({speed['compile_error'][:80].replace('|', '/')})", "n/a"
+        else:
+            compiled, gain = f"{speed['images_per_s_compiled']:.2f}", f"{speed['compile_speedup']:.2f}×"
+        lines.append(f"| {speed['graph_description']} | {speed['images_per_s']:.2f} | {compiled} | {gain} |")
+    return [*lines, ""]
+
+
 def write_markdown(store: ResultStore, rows: list[Row], entries: list[Entry], plots: list[Path], path: Path) -> Path:
     spec = store.meta("spec", {}) or {}
     env = next((r.environment for r in rows if r.environment), {})
@@ -140,7 +161,10 @@ def write_markdown(store: ResultStore, rows: list[Row], entries: list[Entry], pl
     out = [f"# adaptsam bench: {spec.get('name', 'custom')}", ""]
     if spec.get("note"):
         out += [spec["note"], ""]
-    out += [f"{len(rows)} cells: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + ".",
+    earlier = len(store.rows()) - len(rows)
+    out += [f"{len(rows)} cells: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + "."
+            + (f" The store also keeps {earlier} result(s) of earlier grids in this folder, not shown here."
+               if earlier else ""),
             f"Environment: {env.get('device', '?')}, {env.get('threads', '?')} threads, torch {env.get('torch', '?')},"
             f" adaptsam {env.get('adaptsam', '?')}" + (f" (git {env['git_sha'][:10]})" if env.get("git_sha") else "")
             + ".", "",
@@ -159,6 +183,7 @@ def write_markdown(store: ResultStore, rows: list[Row], entries: list[Entry], pl
         by_dataset[entry.dataset].append(entry)
     for dataset, group in sorted(by_dataset.items()):
         out += [f"## {dataset}", "", *dataset_table(group), ""]
+    out += compiled_table(rows)
     out += [class_tables(rows)]  # multi-class datasets: mIoU and per-class IoU (adaptsam.bench.classes_report)
     if plots:
         out += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
@@ -196,7 +221,7 @@ def write_report(out: str | os.PathLike[str]) -> Path:
 
         raise DataError(f"No bench results in {out} (expected {store_path}); run adaptsam bench --out {out} first.")
     with ResultStore(store_path) as store:
-        rows = store.rows()
+        rows = store.grid_rows()
         entries = aggregate(rows)
         write_csv(rows, out / "results.csv")
         plots = write_plots(entries, out)

@@ -63,6 +63,7 @@ def run_bench(spec: BenchSpec, out: str | os.PathLike[str], *, executor: Any = N
     cells = spec.cells()
     with BenchLock(out), ResultStore(out / STORE_NAME) as store, _sigterm_raises():
         store.register(cells)
+        store.set_grid(c.key for c in cells)
         store.set_meta("spec", spec.to_dict())
         store.reset(["running", "pending"])  # cells a killed run left half-way start over
         if retry_failed:
@@ -77,8 +78,8 @@ def run_bench(spec: BenchSpec, out: str | os.PathLike[str], *, executor: Any = N
                     setattr(executor, name, getattr(spec, name))
             executor.run(todo, store, out, progress=progress, on_result=on_result)
             if timing:
-                timed = run_timing_phase(store, TimingConfig(rounds=spec.timing_rounds), progress=progress,
-                                         force=bool(todo))
+                timed = run_timing_phase(store, TimingConfig(rounds=spec.timing_rounds, compile=spec.compile),
+                                         progress=progress, force=bool(todo))
         except (KeyboardInterrupt, Terminated):
             store.reset(["running"])  # the interrupted cell runs again on resume
             if report:
@@ -106,7 +107,7 @@ def cells_to_time(store: ResultStore) -> list[CellToTime]:
 
     spec = store.meta("spec") or {}
     out = []
-    for row in store.rows():
+    for row in store.grid_rows():
         path = row.metrics.get("adapter_file")
         if row.status != "done" or not path or not Path(path).is_file():
             continue
@@ -129,11 +130,13 @@ def run_timing_phase(store: ResultStore, config: TimingConfig, *, progress: bool
     if not cells:
         return 0
     latest = store.latest_timing_run()
-    if not force and latest is not None and {c.key for c in cells} <= set(store.speeds(latest["run_id"])):
+    if not force and latest is not None and {c.key for c in cells} <= set(store.speeds(latest["run_id"])) \
+            and latest["config"].get("compile", False) == config.compile:
         return 0
     timed_on = {"device": sorted({c.device for c in cells}), "precision": sorted({c.precision for c in cells})}
     run_id = store.start_timing_run(environment(), {"rounds": config.rounds, "warmup": config.warmup,
-                                                    "min_pass_s": config.min_pass_s, **timed_on})
+                                                    "min_pass_s": config.min_pass_s, "compile": config.compile,
+                                                    **timed_on})
     parts = [Cell.from_canonical(r.config) for r in store.rows([c.key for c in cells])]
     if any(in_process_parts(c) for c in parts):  # parts registered in this process exist only here
         outcome = run_timing(cells, config, progress)

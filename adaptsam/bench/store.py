@@ -190,6 +190,19 @@ class ResultStore:
                 row.speed = speeds.get(row.key, {})
         return rows
 
+    def set_grid(self, keys: Iterable[str]) -> None:
+        """Remember which cells the latest bench on this folder asked for (its grid)."""
+        self.set_meta("grid", list(keys))
+
+    def grid_rows(self) -> list[Row]:
+        """The rows of the latest bench's grid (every row for a store without one).
+
+        The store keeps every result it ever held, but a report or a timing phase shows the latest grid only:
+        rows of an earlier grid (another budget, a plugin's older version) would otherwise join this grid's
+        rows of the same configuration as if they were more seeds.
+        """
+        return self.rows(self.meta("grid"))
+
     def statuses(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, status FROM cells").fetchall())
 

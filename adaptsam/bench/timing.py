@@ -8,7 +8,9 @@ timed once, by the protocol ``adaptsam perf`` uses: warm-up, then rounds in whic
 (rotating order), the median over rounds giving images/s. Each cell's speed **ratio to a reference graph**
 is taken within each round (a slow spell slows both sides of a round alike) and reported as the median and
 the spread over rounds. The reference for a cell is the zero-shot ``upsample`` graph of its backbone and R
-when the bench has one (what "× vs upsample" means), else the slowest graph of the bench.
+when the bench has one (what "× vs upsample" means), else the slowest graph of the bench. With
+``compile`` (``adaptsam bench --compile``), each graph's ``torch.compile`` copy runs in the same rounds and
+gets a column of its own (images/s compiled, speed-up over eager).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class TimingConfig:
     rounds: int = 5  # timed rounds (each runs every graph once, in rotating order)
     warmup: int = 1  # untimed passes of each graph first
     min_pass_s: float = 0.25  # a graph faster than this runs several times per round (their mean counts)
+    compile: bool = False  # also time torch.compile of each graph, in the same rounds (its own column)
 
     def __post_init__(self) -> None:
         from adaptsam.errors import ConfigError
@@ -74,9 +77,15 @@ class GraphTimes:
 class TimingOutcome:
     """The timing phase's result: graphs by signature, and each cell's signature."""
 
-    graphs: dict[str, GraphTimes]
+    graphs: dict[str, GraphTimes]  # compiled copies under compiled_key(signature)
     cell_graph: dict[str, str]
     failed: dict[str, str]  # cell key → why it could not be timed
+    compile_failed: dict[str, str] = field(default_factory=dict)  # signature → why torch.compile failed
+
+
+def compiled_key(signature: str) -> str:
+    """Where a graph's torch.compile'd copy is kept among the timed graphs."""
+    return f"{signature}#compiled"
 
 
 def _build(cell: CellToTime) -> Any:
@@ -104,6 +113,16 @@ def _forward_fn(model: Any, batch: int, precision: str = "fp32") -> Callable[[],
     return run
 
 
+def _compiled_fn(model: Any, batch: int, precision: str, warmup: int) -> Callable[[], Any]:
+    """``torch.compile`` of the deployed copy (inductor), compiled by its first, untimed passes here, so a
+    compiler failure (no C++ compiler, an unsupported op) surfaces now and costs only this column."""
+    compiled = torch.compile(model)
+    fn = _forward_fn(compiled, batch, precision)
+    for _ in range(max(1, warmup)):
+        fn()
+    return fn
+
+
 def _passes_per_round(fn: Callable[[], Any], config: TimingConfig) -> int:
     start = time.perf_counter()
     fn()
@@ -119,6 +138,7 @@ def time_graphs(cells: list[CellToTime], config: TimingConfig, progress: bool = 
     runners: dict[str, Callable[[], Any]] = {}
     cell_graph: dict[str, str] = {}
     failed: dict[str, str] = {}
+    compile_failed: dict[str, str] = {}
     for cell in cells:
         try:
             model = _build(cell)
@@ -131,10 +151,18 @@ def time_graphs(cells: list[CellToTime], config: TimingConfig, progress: bool = 
             graphs[signature] = GraphTimes(signature, f"{cell.backbone}/{cell.policy}/R{cell.resolution}/"
                                                       f"{cell.adapter}", cell.batch)
             runners[signature] = _forward_fn(model, cell.batch, cell.precision)
+            if config.compile:
+                try:
+                    runners[compiled_key(signature)] = _compiled_fn(model, cell.batch, cell.precision, config.warmup)
+                    graphs[compiled_key(signature)] = GraphTimes(compiled_key(signature),
+                                                                 f"{graphs[signature].description} (compiled)",
+                                                                 cell.batch)
+                except Exception as exc:  # noqa: BLE001 - the eager figure stands; the compiled one is n/a
+                    compile_failed[signature] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         del model
     repeats = {}
     for signature, fn in runners.items():
-        for _ in range(config.warmup):
+        for _ in range(config.warmup if not signature.endswith("#compiled") else 0):  # compiled: warmed above
             fn()
         repeats[signature] = _passes_per_round(fn, config)
     names = list(runners)
@@ -154,7 +182,7 @@ def time_graphs(cells: list[CellToTime], config: TimingConfig, progress: bool = 
                 passes.append(time.perf_counter() - start)
             graph.pass_s.extend(passes)
             graph.per_image_s.append(statistics.fmean(passes) / graph.batch)
-    return TimingOutcome(graphs, cell_graph, failed)
+    return TimingOutcome(graphs, cell_graph, failed, compile_failed)
 
 
 def reference_graphs(cells: list[CellToTime], outcome: TimingOutcome) -> dict[str, tuple[str, str]]:
@@ -204,8 +232,21 @@ def cell_speeds(cells: list[CellToTime], outcome: TimingOutcome) -> dict[str, di
             "rounds": len(graph.per_image_s), "reference": ref_name, "reference_graph": ref_signature,
             "speed_ratio": statistics.median(ratios), "speed_ratio_min": min(ratios),
             "speed_ratio_max": max(ratios), "threads": torch.get_num_threads(),
+            **_compiled_figures(graph, outcome),
         }
     return out
+
+
+def _compiled_figures(graph: GraphTimes, outcome: TimingOutcome) -> dict[str, Any]:
+    """images/s of the graph's torch.compile'd copy and its speed-up over eager (median of per-round ratios);
+    the compiler's error instead where it failed; nothing when the bench did not compile."""
+    compiled = outcome.graphs.get(compiled_key(graph.signature))
+    if compiled is not None:
+        ratios = [e / c for e, c in zip(graph.per_image_s, compiled.per_image_s)]
+        return {"images_per_s_compiled": compiled.images_per_s, "compile_speedup": statistics.median(ratios)}
+    if graph.signature in outcome.compile_failed:
+        return {"compile_error": outcome.compile_failed[graph.signature]}
+    return {}
 
 
 def run_timing(cells: list[CellToTime], config: TimingConfig, progress: bool = False) -> dict[str, Any]:

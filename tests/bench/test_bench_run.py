@@ -54,6 +54,42 @@ def test_killed_bench_resumes_and_runs_each_cell_once(tmp_path, tiny_spec):
     assert sum(r.attempts for r in rows) in (8, 9)  # the cell running at the kill (if any) ran once more
 
 
+def _timing_run_started(path) -> bool:
+    try:
+        with sqlite3.connect(path, timeout=1) as conn:
+            return conn.execute("SELECT COUNT(*) FROM timing_runs WHERE status='running'").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+
+
+def test_a_bench_killed_in_its_timing_phase_resumes_without_training_again(tmp_path):
+    out = tmp_path / "bench"
+    flags = [*TINY_FLAGS]
+    flags[flags.index("--timing-rounds") + 1] = "1000"  # a timing phase long enough to be killed in
+    command = [sys.executable, "-m", "adaptsam", "bench", *flags, "--out", str(out), "--no-report"]
+    process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not _timing_run_started(out / STORE_NAME) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert process.poll() is None, "the bench ended before its timing phase could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with ResultStore(out / STORE_NAME) as store:
+        trained = {r.key: r.metrics["mean_dice"] for r in store.rows() if r.status == "done"}
+    assert len(trained) == 6  # every cell of the grid (the quick preset drops LoRA under upsample) survives
+
+    from adaptsam.cli import main
+
+    assert main(["bench", *TINY_FLAGS, "--out", str(out), "--no-report"]) == 0  # resume, 2 timing rounds
+    with ResultStore(out / STORE_NAME) as store:
+        rows = store.rows()
+        runs = dict(store._conn.execute("SELECT status, COUNT(*) FROM timing_runs GROUP BY status"))
+    assert {r.key: r.metrics["mean_dice"] for r in rows} == trained
+    assert all(r.attempts == 1 and "images_per_s" in r.speed for r in rows)  # nothing trained again, all timed
+    assert runs == {"abandoned": 1, "complete": 1}  # the killed run is never read as a result
+
+
 def test_ray_executor_gives_the_same_rows(tmp_path, tiny_spec):
     pytest.importorskip("ray")
     from adaptsam.bench.executors import RayExecutor

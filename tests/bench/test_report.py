@@ -63,3 +63,45 @@ def test_seed_and_image_bootstrap():
     assert not within_noise(paired_seed_image_difference(steady, [b]))
     wide, narrow = paired_seed_image_difference(shaky, [b]), paired_seed_image_difference(steady, [b])
     assert wide[2] - wide[1] > 3 * (narrow[2] - narrow[1])  # seed spread widens the interval
+
+
+def test_compiled_table_has_one_line_per_graph_and_says_why_one_did_not_compile():
+    from types import SimpleNamespace
+
+    from adaptsam.bench.report import compiled_table
+
+    base = {"graph": "g1", "graph_description": "lite_medsam/native/R64/frozen", "images_per_s": 10.0,
+            "images_per_s_compiled": 15.0, "compile_speedup": 1.5}
+    rows = [SimpleNamespace(speed=base), SimpleNamespace(speed=dict(base)),  # two cells, one graph
+            SimpleNamespace(speed={"graph": "g2", "graph_description": "lite_medsam/upsample/R64/frozen",
+                                   "images_per_s": 1.0, "compile_error": "RuntimeError: no compiler"}),
+            SimpleNamespace(speed={})]
+    lines = compiled_table(rows)
+    assert lines[0] == "## torch.compile"
+    assert "| lite_medsam/native/R64/frozen | 10.00 | 15.00 | 1.50× |" in lines
+    assert "| lite_medsam/upsample/R64/frozen | 1.00 | n/a (RuntimeError: no compiler) | n/a |" in lines
+    assert len([line for line in lines if line.startswith("| lite_medsam")]) == 2
+    assert compiled_table([SimpleNamespace(speed={"graph": "g", "images_per_s": 1.0})]) == []
+
+
+def test_a_report_shows_the_latest_grid_only_and_says_what_else_is_kept(tmp_path, tiny_spec):
+    """Rows of an earlier grid (here another budget) would otherwise join this grid's as extra seeds."""
+    from dataclasses import replace
+
+    from adaptsam.bench.runner import STORE_NAME, cells_to_time
+    from adaptsam.bench.spec import AdapterChoice
+    from adaptsam.bench.store import ResultStore
+
+    first = replace(tiny_spec, adapters=(AdapterChoice("lora"),), policies=("native",), resolutions=(32,))
+    second = replace(first, steps=3)
+    assert first.cells()[0].key != second.cells()[0].key
+    for spec in (first, second):
+        run_bench(spec, tmp_path, progress=False, report=False, timing=False)
+    write_report(tmp_path)
+    with open(tmp_path / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["key"] for r in rows] == [second.cells()[0].key]
+    assert "keeps 1 result(s) of earlier grids" in (tmp_path / "report.md").read_text()
+    with ResultStore(tmp_path / STORE_NAME) as store:
+        assert len(store.rows()) == 2  # nothing is lost
+        assert [c.key for c in cells_to_time(store)] == [second.cells()[0].key]

@@ -77,3 +77,47 @@ def test_report_reads_only_the_latest_complete_timing_run(tmp_path, tiny_spec):
         rows = {r.key: r for r in store.rows()}
     assert rows[cells[0].key].speed == {}  # never a figure of another run in the same table
     assert rows[cells[1].key].speed == {"images_per_s": 2.0}
+
+
+def _timed_cell(tmp_path) -> CellToTime:
+    from adaptsam.adapters.io import save_adapter
+
+    model = create_model("lite_medsam_test", pretrained=False, policy="native", resolution=32, adapter="decoder")
+    path = save_adapter(model, tmp_path / "decoder.safetensors")
+    return CellToTime(key="k", label="k", backbone="lite_medsam_test", adapter="decoder", policy="native",
+                      resolution=32, batch=1, adapter_file=str(path))
+
+
+def test_compile_times_each_graph_compiled_in_the_same_rounds(tmp_path, monkeypatch):
+    from adaptsam.bench.timing import TimingConfig, compiled_key, time_graphs
+
+    eager_backend = torch.compile
+    compiled = []
+
+    def quick_compile(model, **kwargs):  # the eager backend: the same path without minutes of C++ compilation
+        compiled.append(model)
+        return eager_backend(model, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", quick_compile)
+    cell = _timed_cell(tmp_path)
+    outcome = time_graphs([cell], TimingConfig(rounds=2, min_pass_s=0, compile=True))
+    signature = outcome.cell_graph["k"]
+    assert len(compiled) == 1 and not outcome.compile_failed
+    assert len(outcome.graphs[compiled_key(signature)].per_image_s) == 2
+    speed = cell_speeds([cell], outcome)["k"]
+    assert speed["images_per_s_compiled"] > 0 and speed["compile_speedup"] > 0
+    plain = time_graphs([cell], TimingConfig(rounds=1, min_pass_s=0))
+    assert set(plain.graphs) == {signature} and "images_per_s_compiled" not in cell_speeds([cell], plain)["k"]
+
+
+def test_a_graph_that_does_not_compile_keeps_its_eager_figure(tmp_path, monkeypatch):
+    from adaptsam.bench.timing import TimingConfig, time_graphs
+
+    def broken_compile(model, **kwargs):
+        raise RuntimeError("no C++ compiler\nfound")
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    cell = _timed_cell(tmp_path)
+    outcome = time_graphs([cell], TimingConfig(rounds=1, min_pass_s=0, compile=True))
+    speed = cell_speeds([cell], outcome)["k"]
+    assert speed["images_per_s"] > 0 and speed["compile_error"] == "RuntimeError: no C++ compiler found"
