@@ -3,6 +3,8 @@
     python benchmarks/bench_stability.py                       # quick preset twice (about 2 × 6 minutes)
     python benchmarks/bench_stability.py --busy                # the same with one core kept busy meanwhile
     python benchmarks/bench_stability.py --compare A B         # compare two finished bench folders
+    python benchmarks/bench_stability.py --busy --against A    # one busy run, compared with quiet folder A
+    python benchmarks/bench_stability.py --busy --retime A     # A's cells timed again while one core is busy
 
 Prints, per cell, each run's speed ratio to its reference graph and its peak training / inference memory,
 then the largest relative disagreement of each column; exits 1 when a column disagrees by more than its
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,21 +80,32 @@ def main() -> int:
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--busy", action="store_true", help="keep one core busy with a spin loop during both runs")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="compare two bench folders")
-    parser.add_argument("--out", type=Path, help="where the two runs go (default: a temporary folder)")
+    parser.add_argument("--against", type=Path, metavar="A",
+                        help="run the preset once and compare it with the finished bench folder A")
+    parser.add_argument("--retime", type=Path, metavar="A",
+                        help="copy the finished bench folder A and run only its timing phase again (adaptsam bench "
+                             "--retime), then compare: what a busy machine does to the ratios, without training "
+                             "again (memory is counted during training and can't change)")
+    parser.add_argument("--out", type=Path, help="where the runs go (default: a temporary folder)")
     args, extra = parser.parse_known_args()
     tolerance = 0.15 if args.busy else 0.10
     if args.compare:
         return 0 if compare(*args.compare, tolerance) else 1
     root = args.out or Path(tempfile.mkdtemp(prefix="adaptsam-stability-"))
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    if args.retime:
+        shutil.copytree(args.retime, root / "retimed", ignore=shutil.ignore_patterns("*.lock"))
+        extra = [*extra, "--retime"]
+    runs = [root / "retimed"] if args.retime else [root / "run"] if args.against else [root / "run1", root / "run2"]
     try:
-        walls = [run_preset(root / f"run{i}", args.preset, extra) for i in (1, 2)]
+        walls = [run_preset(folder, args.preset, extra) for folder in runs]
     finally:
         if spinner is not None:
             spinner.kill()
-    print(f"wall time: run 1 {walls[0]:.0f} s, run 2 {walls[1]:.0f} s ({os.cpu_count()} cores"
+    print(f"wall time: {', '.join(f'{f.name} {w:.0f} s' for f, w in zip(runs, walls))} ({os.cpu_count()} cores"
           f"{', one kept busy' if args.busy else ''}); folders under {root}")
-    return 0 if compare(root / "run1", root / "run2", tolerance) else 1
+    first, second = (args.against or args.retime, runs[0]) if args.against or args.retime else runs
+    return 0 if compare(first, second, tolerance) else 1
 
 
 if __name__ == "__main__":

@@ -124,9 +124,11 @@ def timing_note(store: ResultStore, rows: list[Row]) -> list[str]:
     graphs = {s["graph"] for s in speeds}
     refs = sorted({s["reference"] for s in speeds})
     machine = run["machine"]
-    return [f"Speed: timing run {run['run_id']} on {machine.get('device', '?')} ({machine.get('threads', '?')} "
-            f"threads): {len(graphs)} distinct inference graphs for {len(speeds)} cells, timed together in "
-            f"{run['config'].get('rounds', '?')} interleaved rounds after {run['config'].get('warmup', '?')} "
+    threads = run["config"].get("threads") or machine.get("threads", "?")  # 0: torch's default, the machine's
+    return [f"Speed: timing run {run['run_id']} on {machine.get('device', '?')} ({threads} "
+            f"thread{'' if threads == 1 else 's'}): {len(graphs)} distinct inference graphs for {len(speeds)} cells, "
+            f"timed together in {run['config'].get('rounds', '?')} interleaved rounds after "
+            f"{run['config'].get('warmup', '?')} "
             f"warm-up pass(es); images/s is the median over rounds, and cells with one graph share one figure. "
             f"The ratio is the cell's speed ÷ its reference's, taken within each round: median (min–max over "
             f"rounds). References: {'; '.join(refs)}."]

@@ -57,8 +57,14 @@ def _sigterm_raises() -> Iterator[None]:
 
 
 def run_bench(spec: BenchSpec, out: str | os.PathLike[str], *, executor: Any = None, retry_failed: bool = False,
-              progress: bool = True, report: bool = True, on_result: Any = None, timing: bool = True) -> BenchSummary:
-    """Run every cell of ``spec`` not already done in ``out``'s store, time them, then write the report."""
+              progress: bool = True, report: bool = True, on_result: Any = None, timing: bool = True,
+              retime: bool = False) -> BenchSummary:
+    """Run every cell of ``spec`` not already done in ``out``'s store, time them, then write the report.
+
+    The timing phase runs when a cell ran, when no complete timing run covers every done cell, or with
+    ``retime`` (e.g. on a quieter machine, or to see how much a busy one moves the ratios): a new timing run,
+    which the report then reads; earlier runs stay in the store.
+    """
     out = Path(out)
     cells = spec.cells()
     with BenchLock(out), ResultStore(out / STORE_NAME) as store, _sigterm_raises():
@@ -78,8 +84,8 @@ def run_bench(spec: BenchSpec, out: str | os.PathLike[str], *, executor: Any = N
                     setattr(executor, name, getattr(spec, name))
             executor.run(todo, store, out, progress=progress, on_result=on_result)
             if timing:
-                timed = run_timing_phase(store, TimingConfig(rounds=spec.timing_rounds, compile=spec.compile),
-                                         progress=progress, force=bool(todo))
+                timing = TimingConfig(rounds=spec.timing_rounds, compile=spec.compile, threads=spec.timing_threads)
+                timed = run_timing_phase(store, timing, progress=progress, force=bool(todo) or retime)
         except (KeyboardInterrupt, Terminated):
             store.reset(["running"])  # the interrupted cell runs again on resume
             if report:
@@ -131,11 +137,13 @@ def run_timing_phase(store: ResultStore, config: TimingConfig, *, progress: bool
         return 0
     latest = store.latest_timing_run()
     if not force and latest is not None and {c.key for c in cells} <= set(store.speeds(latest["run_id"])) \
-            and latest["config"].get("compile", False) == config.compile:
+            and latest["config"].get("compile", False) == config.compile \
+            and latest["config"].get("threads", 0) == config.threads:
         return 0
     timed_on = {"device": sorted({c.device for c in cells}), "precision": sorted({c.precision for c in cells})}
     run_id = store.start_timing_run(environment(), {"rounds": config.rounds, "warmup": config.warmup,
                                                     "min_pass_s": config.min_pass_s, "compile": config.compile,
+                                                    "threads": config.threads,
                                                     **timed_on})
     parts = [Cell.from_canonical(r.config) for r in store.rows([c.key for c in cells])]
     if any(in_process_parts(c) for c in parts):  # parts registered in this process exist only here

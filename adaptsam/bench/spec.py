@@ -152,6 +152,11 @@ class BenchSpec(Budget):
     note: str = ""
     timing_rounds: int = 5  # interleaved rounds of the timing phase over every distinct graph (not in cell keys)
     compile: bool = False  # the timing phase also times torch.compile of every graph (not in cell keys)
+    # intra-op threads of the timing phase (not in cell keys). 1: per-core figures, which survive a rerun and a
+    # busy core (measured, quick preset on a 2-core VM: ratios within 4.6% between two runs and 10% with one core
+    # kept busy; with torch's default 2 threads 17% and 50%: small graphs' many parallel regions wait on a
+    # preempted thread); 0: torch's default (every core)
+    timing_threads: int = 1
     device: str = "auto"  # where cells train, evaluate and are timed: auto (CUDA when available), cpu, cuda[:N]
     precision: str = "auto"  # autocast of training, evaluation and timing: auto = bf16 on CUDA, fp32 on CPU
     # device and precision are how a cell runs, not what it is: they are not in cell keys (a CPU run and a GPU
@@ -177,6 +182,10 @@ class BenchSpec(Budget):
             raise ConfigError(f"Expected throughput_batch to be an integer >= 1, got {self.throughput_batch!r}.")
         if isinstance(self.timing_rounds, bool) or not isinstance(self.timing_rounds, int) or self.timing_rounds < 1:
             raise ConfigError(f"Expected timing_rounds to be an integer >= 1, got {self.timing_rounds!r}.")
+        if isinstance(self.timing_threads, bool) or not isinstance(self.timing_threads, int) \
+                or self.timing_threads < 0:
+            raise ConfigError(f"Expected timing_threads to be an integer >= 0 (0: torch's default), got "
+                              f"{self.timing_threads!r}.")
         if not isinstance(self.compile, bool):
             raise ConfigError(f"Expected compile to be true or false, got {self.compile!r}.")
         cell_fields = {f.name for f in fields(Cell)} - {"parts"}
@@ -351,7 +360,7 @@ def spec_from_mapping(values: Mapping[str, Any], base: BenchSpec | None = None) 
 
 
 _SCALARS = ("steps", "batch_size", "lr", "adapter_lr", "prompt", "eval_limit", "throughput_batch", "pretrained",
-            "name", "note", "timing_rounds", "compile", "device", "precision")
+            "name", "note", "timing_rounds", "timing_threads", "compile", "device", "precision")
 
 
 def _as_list(value: Any) -> list[Any]:

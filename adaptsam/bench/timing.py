@@ -34,11 +34,12 @@ class TimingConfig:
     warmup: int = 1  # untimed passes of each graph first
     min_pass_s: float = 0.25  # a graph faster than this runs several times per round (their mean counts)
     compile: bool = False  # also time torch.compile of each graph, in the same rounds (its own column)
+    threads: int = 1  # intra-op threads while timing (0: torch's default, all cores); see BenchSpec.timing_threads
 
     def __post_init__(self) -> None:
         from adaptsam.errors import ConfigError
 
-        if self.rounds < 1 or self.warmup < 0 or self.min_pass_s < 0:
+        if self.rounds < 1 or self.warmup < 0 or self.min_pass_s < 0 or self.threads < 0:
             raise ConfigError(f"Expected timing rounds >= 1, warmup >= 0, min_pass_s >= 0, got {asdict(self)}.")
 
 
@@ -251,5 +252,12 @@ def _compiled_figures(graph: GraphTimes, outcome: TimingOutcome) -> dict[str, An
 
 def run_timing(cells: list[CellToTime], config: TimingConfig, progress: bool = False) -> dict[str, Any]:
     """The whole phase as plain data (what a worker process sends back): speeds per cell, failures."""
-    outcome = time_graphs(cells, config, progress=progress)
-    return {"speeds": cell_speeds(cells, outcome), "failed": outcome.failed, "graphs": len(outcome.graphs)}
+    before = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        outcome = time_graphs(cells, config, progress=progress)
+        speeds = cell_speeds(cells, outcome)
+    finally:
+        torch.set_num_threads(before)
+    return {"speeds": speeds, "failed": outcome.failed, "graphs": len(outcome.graphs)}

@@ -7,7 +7,8 @@ import argparse
 ORDER = 20
 GRID_FLAGS = ("backbones", "adapters", "policies", "resolutions", "data", "shots", "seeds", "steps", "batch_size",
               "lr", "adapter_lr", "prompt", "eval_limit", "throughput_batch", "timing_rounds")
-HOW_FLAGS = ("device", "precision", "compile")  # how cells run and are timed, not what they are (not in cell keys)
+# how cells run and are timed, not what they are (not in cell keys)
+HOW_FLAGS = ("device", "precision", "compile", "timing_threads")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -44,6 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     grid.add_argument("--eval-limit", type=int, help="evaluate the first N test images")
     grid.add_argument("--throughput-batch", type=int)
     grid.add_argument("--timing-rounds", type=int, help="interleaved rounds of the timing phase (default 5)")
+    grid.add_argument("--timing-threads", type=int,
+                      help="intra-op threads of the timing phase (default 1: per-core figures, repeatable on a busy "
+                           "machine; 0: torch's default, every core)")
     grid.add_argument("--compile", action="store_true", default=None,
                       help="also time torch.compile of every inference graph (its own column; compiling takes "
                            "minutes per graph on a CPU)")
@@ -60,6 +64,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--gpus-per-cell", type=float, default=0.0,
                      help="GPUs a Ray task needs per cell (fractions such as 0.25 share a GPU; default 0)")
     run.add_argument("--retry-failed", action="store_true", help="run failed cells again")
+    run.add_argument("--retime", action="store_true",
+                     help="time every done cell again (a new timing run, which the report then shows), e.g. on a "
+                          "quieter machine")
     run.add_argument("--dry-run", action="store_true", help="list the cells and their status, run nothing")
     run.add_argument("--no-report", action="store_true")
     run.add_argument("--wandb", action="store_true", help="log every cell to Weights & Biases (offline unless "
@@ -132,7 +139,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     executor = make_executor(args.executor, args.address, gpus_per_cell=args.gpus_per_cell)
     summary = run_bench(spec, args.out, executor=executor,
                         retry_failed=args.retry_failed, progress=not args.no_progress, report=not args.no_report,
-                        on_result=on_result)
+                        on_result=on_result, retime=args.retime)
     done = ", ".join(f"{v} {k}" for k, v in sorted(summary.statuses.items()))
     print(f"{summary.total} cells ({summary.ran} run now): {done}")
     if summary.report:

@@ -121,3 +121,21 @@ def test_a_graph_that_does_not_compile_keeps_its_eager_figure(tmp_path, monkeypa
     outcome = time_graphs([cell], TimingConfig(rounds=1, min_pass_s=0, compile=True))
     speed = cell_speeds([cell], outcome)["k"]
     assert speed["images_per_s"] > 0 and speed["compile_error"] == "RuntimeError: no C++ compiler found"
+
+
+def test_retime_runs_a_new_timing_phase_and_trains_nothing(tmp_path, tiny_spec):
+    from dataclasses import replace
+
+    from adaptsam.bench.runner import STORE_NAME, run_bench
+    from adaptsam.bench.spec import AdapterChoice
+
+    spec = replace(tiny_spec, adapters=(AdapterChoice("frozen"),), resolutions=(32,))
+    first = run_bench(spec, tmp_path, progress=False, report=False)
+    assert first.ran == first.timed == 2
+    assert run_bench(spec, tmp_path, progress=False, report=False).timed == 0  # covered: not timed again
+    again = run_bench(spec, tmp_path, progress=False, report=False, retime=True)
+    assert again.ran == 0 and again.timed == 2
+    with ResultStore(tmp_path / STORE_NAME) as store:
+        complete = store._conn.execute("SELECT COUNT(*) FROM timing_runs WHERE status='complete'").fetchone()[0]
+        latest = store.latest_timing_run()["run_id"]
+        assert complete == 2 and all(r.speed == store.speeds(latest)[r.key] for r in store.rows())
