@@ -84,8 +84,8 @@ def run_bench(spec: BenchSpec, out: str | os.PathLike[str], *, executor: Any = N
                     setattr(executor, name, getattr(spec, name))
             executor.run(todo, store, out, progress=progress, on_result=on_result)
             if timing:
-                timing = TimingConfig(rounds=spec.timing_rounds, compile=spec.compile, threads=spec.timing_threads)
-                timed = run_timing_phase(store, timing, progress=progress, force=bool(todo) or retime)
+                config = TimingConfig(rounds=spec.timing_rounds, compile=spec.compile, threads=spec.timing_threads)
+                timed = run_timing_phase(store, config, progress=progress, force=bool(todo) or retime)
         except (KeyboardInterrupt, Terminated):
             store.reset(["running"])  # the interrupted cell runs again on resume
             if report:

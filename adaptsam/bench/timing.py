@@ -40,7 +40,8 @@ class TimingConfig:
         from adaptsam.errors import ConfigError
 
         if self.rounds < 1 or self.warmup < 0 or self.min_pass_s < 0 or self.threads < 0:
-            raise ConfigError(f"Expected timing rounds >= 1, warmup >= 0, min_pass_s >= 0, got {asdict(self)}.")
+            raise ConfigError(f"Expected timing rounds >= 1, warmup >= 0, min_pass_s >= 0, threads >= 0, got "
+                              f"{asdict(self)}.")
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ def time_graphs(cells: list[CellToTime], config: TimingConfig, progress: bool = 
     cell_graph: dict[str, str] = {}
     failed: dict[str, str] = {}
     compile_failed: dict[str, str] = {}
+    warmed: set[str] = set()  # compiled copies: warmed (compiled) as they are built
     for cell in cells:
         try:
             model = _build(cell)
@@ -155,6 +157,7 @@ def time_graphs(cells: list[CellToTime], config: TimingConfig, progress: bool = 
             if config.compile:
                 try:
                     runners[compiled_key(signature)] = _compiled_fn(model, cell.batch, cell.precision, config.warmup)
+                    warmed.add(compiled_key(signature))
                     graphs[compiled_key(signature)] = GraphTimes(compiled_key(signature),
                                                                  f"{graphs[signature].description} (compiled)",
                                                                  cell.batch)
@@ -163,7 +166,7 @@ def time_graphs(cells: list[CellToTime], config: TimingConfig, progress: bool = 
         del model
     repeats = {}
     for signature, fn in runners.items():
-        for _ in range(config.warmup if not signature.endswith("#compiled") else 0):  # compiled: warmed above
+        for _ in range(0 if signature in warmed else config.warmup):
             fn()
         repeats[signature] = _passes_per_round(fn, config)
     names = list(runners)
