@@ -163,7 +163,7 @@ def write_markdown(store: ResultStore, rows: list[Row], entries: list[Entry], pl
     out = [f"# adaptsam bench: {spec.get('name', 'custom')}", ""]
     if spec.get("note"):
         out += [spec["note"], ""]
-    earlier = len(store.rows()) - len(rows)
+    earlier = len(store.statuses()) - len(rows)  # every stored cell, counted without loading its row
     out += [f"{len(rows)} cells: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + "."
             + (f" The store also keeps {earlier} result(s) of earlier grids in this folder, not shown here."
                if earlier else ""),

@@ -125,12 +125,12 @@ def fit(model: SamModel, data: Any, config: TrainConfig | None = None, *,
         if out_dir is not None and context.is_main and model.adapter is not None:
             _save(model, out_dir)
         return result
-    data, cache = _embedding_source(model, data, config)
+    data, cache, frozen_encoder = _embedding_source(model, data, config)
     logger = _WandbLogger(config, model) if config.wandb and context.is_main else None
 
     with torch.random.fork_rng(devices=[]), gradient_checkpointing(model, config.grad_checkpointing):
         torch.manual_seed(config.seed)
-        steps = _Steps(model, data, config, context, groups, cache, result)
+        steps = _Steps(model, data, config, context, groups, cache, frozen_encoder, result)
         model.train()
         bar = _progress(config.steps, config.progress and context.is_main)
         start = time.perf_counter()
@@ -156,8 +156,10 @@ def fit(model: SamModel, data: Any, config: TrainConfig | None = None, *,
     return result
 
 
-def _embedding_source(model: SamModel, data: Any, config: TrainConfig) -> tuple[Any, EmbeddingCache | None]:
-    """The training data and, when the encoder is frozen (and ``config.cache`` allows), the embedding cache.
+def _embedding_source(model: SamModel, data: Any, config: TrainConfig
+                      ) -> tuple[Any, EmbeddingCache | None, bool]:
+    """The training data, the embedding cache when the encoder is frozen (and ``config.cache`` allows), and
+    whether the encoder is frozen.
 
     Cached embeddings can only be reused if their images never change, so caching turns image augmentation
     off by default and refuses it when asked for both.
@@ -171,7 +173,7 @@ def _embedding_source(model: SamModel, data: Any, config: TrainConfig) -> tuple[
         raise ConfigError("Cached embeddings can't follow image augmentation; set augment=False or cache=False.")
     if not augment and getattr(data, "augment", False):
         data = data.without_augmentation()
-    return data, (EmbeddingCache(model, directory=config.cache_dir) if cached else None)
+    return data, (EmbeddingCache(model, directory=config.cache_dir) if cached else None), frozen_encoder
 
 
 class _Steps:
@@ -180,10 +182,11 @@ class _Steps:
     gradients across ranks, clip, step the optimiser and the schedule."""
 
     def __init__(self, model: SamModel, data: Any, config: TrainConfig, context: DistContext,
-                 groups: list[dict[str, Any]], cache: EmbeddingCache | None, result: TrainResult):
+                 groups: list[dict[str, Any]], cache: EmbeddingCache | None, frozen_encoder: bool,
+                 result: TrainResult):
         self.model, self.data, self.config, self.context, self.cache, self.result = \
             model, data, config, context, cache, result
-        self.frozen_encoder = model.adapter is None or model.adapter.encoder_frozen(model)
+        self.frozen_encoder = frozen_encoder
         self.use_bf16 = model.device.type == "cuda" if config.bf16 is None else config.bf16
         self.params = [p for g in groups for p in g["params"]]
         self.optimiser = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
