@@ -397,6 +397,7 @@ CASES: list[Case] = [
     Case("bench lr 0", lambda w: _bench(w, "--lr", "0"), ("lr", "got 0")),
     Case("bench throughput-batch 0", lambda w: _bench(w, "--throughput-batch", "0"), ("throughput_batch", "0")),
     Case("bench eval-limit 0", lambda w: _bench(w, "--eval-limit", "0"), ("eval_limit", "0")),
+    Case("bench jobs 0", lambda w: _bench(w, "--jobs", "0"), ("jobs", ">= 1", "got 0")),
     Case("bench unknown adapter", lambda w: _bench(w, "--adapters", "lorra"), ("lorra", "did you mean")),
     Case("bench unknown backbone", lambda w: _bench(w, "--backbones", "vit_bb"), ("vit_bb",)),
     Case("bench unknown policy", lambda w: _bench(w, "--policies", "nativ"), ("nativ",)),

@@ -20,6 +20,15 @@ from adaptsam.bench.store import Row
 UNTRAINED_MARK = "†"
 
 
+def environment_line(env: dict[str, Any]) -> str:
+    """Where the cells ran, in one sentence (both views): device, threads per cell, cells side by side."""
+    jobs = env.get("jobs", 1)
+    side_by_side = f" per cell, {jobs} cells at a time (train s is wall time beside another cell)" if jobs > 1 else ""
+    return (f"Environment: {env.get('device', '?')}, {env.get('threads', '?')} threads{side_by_side}, torch "
+            f"{env.get('torch', '?')}, adaptsam {env.get('adaptsam', '?')}"
+            + (f" (git {str(env['git_sha'])[:10]})" if env.get("git_sha") else "") + ".")
+
+
 @dataclass
 class Entry:
     """One configuration aggregated over its seeds."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from adaptsam.bench.entries import UNTRAINED_MARK, Entry, aggregate
+from adaptsam.bench.entries import UNTRAINED_MARK, Entry, aggregate, environment_line
 from adaptsam.bench.stats import pareto_front
 from adaptsam.bench.store import STORE_NAME, ResultStore, Row
 
@@ -137,10 +137,7 @@ def write_html(model: dict[str, Any], plots: list[Path], path: Path) -> Path:
     page = dict(model)
     page["summary"] = f"{sum(model['cells'].values())} cells: " + ", ".join(
         f"{v} {k}" for k, v in model["cells"].items()) + "."
-    e = model["environment"]
-    page["environment_line"] = (f"Environment: {e.get('device', '?')}, {e.get('threads', '?')} threads, torch "
-                                f"{e.get('torch', '?')}, adaptsam {e.get('adaptsam', '?')}"
-                                + (f" (git {str(e['git_sha'])[:10]})" if e.get("git_sha") else "") + ".")
+    page["environment_line"] = environment_line(model["environment"])
     page["datasets"] = []
     for ds in model["datasets"]:
         rows = []

@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 
 from adaptsam.bench.classes_report import class_tables
-from adaptsam.bench.entries import UNTRAINED_MARK, Entry, aggregate, row_value  # the row model, also importable here
+from adaptsam.bench.entries import (  # the row model, also importable here
+    UNTRAINED_MARK,
+    Entry,
+    aggregate,
+    environment_line,
+    row_value,
+)
 from adaptsam.bench.stats import paired_seed_image_difference, within_noise
 from adaptsam.bench.store import STORE_NAME, ResultStore, Row
 
@@ -167,9 +173,7 @@ def write_markdown(store: ResultStore, rows: list[Row], entries: list[Entry], pl
     out += [f"{len(rows)} cells: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + "."
             + (f" The store also keeps {earlier} result(s) of earlier grids in this folder, not shown here."
                if earlier else ""),
-            f"Environment: {env.get('device', '?')}, {env.get('threads', '?')} threads, torch {env.get('torch', '?')},"
-            f" adaptsam {env.get('adaptsam', '?')}" + (f" (git {env['git_sha'][:10]})" if env.get("git_sha") else "")
-            + ".", "",
+            environment_line(env), "",
             "Dice is the per-image mean at the evaluation resolution R, against the mask at R. The interval is a "
             "95% t-interval over seeds, or with one seed a bootstrap over test images. ≈: interval overlaps the "
             "best row's. n.s.: a bootstrap over seeds and test images together (images paired) can't separate it "

@@ -79,7 +79,7 @@ def run_bench(spec: BenchSpec, out: str | os.PathLike[str], *, executor: Any = N
         timed = 0
         try:
             executor = executor or LocalExecutor()
-            for name in ("device", "precision"):  # how cells run: the spec's, unless the executor was told
+            for name in ("device", "precision", "jobs"):  # how cells run: the spec's, unless the executor was told
                 if getattr(executor, name, "") is None:
                     setattr(executor, name, getattr(spec, name))
             executor.run(todo, store, out, progress=progress, on_result=on_result)

@@ -117,6 +117,12 @@ class Worker:
         self.process.start()
         send.close()
 
+    @property
+    def handles(self) -> tuple[Any, ...]:
+        """What :func:`multiprocessing.connection.wait` can wait on: ready once a result can be read or the
+        process has ended (a result larger than the pipe's buffer is sent before the process ends)."""
+        return self._receive, self.process.sentinel
+
     def result(self) -> Any:
         """The function's return value; its exception re-raised (with the worker's traceback as a note); or
         :class:`WorkerDied`."""

@@ -8,7 +8,7 @@ ORDER = 20
 GRID_FLAGS = ("backbones", "adapters", "policies", "resolutions", "data", "shots", "seeds", "steps", "batch_size",
               "lr", "adapter_lr", "prompt", "eval_limit", "throughput_batch", "timing_rounds")
 # how cells run and are timed, not what they are (not in cell keys)
-HOW_FLAGS = ("device", "precision", "compile", "timing_threads")
+HOW_FLAGS = ("device", "precision", "compile", "timing_threads", "jobs")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -58,6 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--out", default="bench-out", help="output folder (default: bench-out)")
     run.add_argument("--executor", choices=("local", "ray"), default="local")
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    run.add_argument("--jobs", type=int, help="cells the local executor runs at once, each in its own worker on "
+                                              "cores/jobs threads (default 1); speed still comes from the timing "
+                                              "phase, which runs alone")
     from adaptsam.cli._options import add_device_options
 
     add_device_options(run, default=None)  # --device, --precision/--no-bf16: how cells run (not part of their keys)

@@ -12,10 +12,11 @@ import time
 import pytest
 import torch
 
+from adaptsam.bench.executors import LocalExecutor
 from adaptsam.bench.measure import PeakMemory
 from adaptsam.bench.spec import AdapterChoice, BenchSpec
 from adaptsam.bench.store import BenchLock, ResultStore
-from adaptsam.bench.worker import WorkerDied, run_isolated
+from adaptsam.bench.worker import Worker, WorkerDied, run_isolated
 from adaptsam.errors import BusyError, DataError
 from tests.bench.conftest import TINY_FLAGS
 
@@ -133,3 +134,46 @@ def test_a_worker_keeps_freed_memory_for_the_next_pass():
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert run_isolated(_mmap_threshold_holds)
+
+
+def test_cells_side_by_side_each_in_its_own_worker_on_its_share_of_the_cores(tmp_path, tiny_spec):
+    from dataclasses import replace
+
+    from adaptsam.bench.executors import threads_per_job
+    from adaptsam.bench.runner import run_bench
+
+    spec = replace(tiny_spec, jobs=2, adapters=(AdapterChoice("frozen"), AdapterChoice("decoder")))
+    summary = run_bench(spec, tmp_path, progress=False, report=True)
+    assert summary.statuses == {"done": len(spec.cells())}
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        rows = store.rows()
+    assert {r.environment["jobs"] for r in rows} == {2}
+    assert {r.environment["threads"] for r in rows} == {threads_per_job(2)}
+    assert "2 cells at a time" in (tmp_path / "report.md").read_text()
+
+
+def _die_on_upsample(threads: int, cell, out, device: str, precision: str):
+    from adaptsam.bench.executors import _cell_on_threads
+
+    if cell.policy == "upsample":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _cell_on_threads(threads, cell, out, device, precision)
+
+
+class _DyingExecutor(LocalExecutor):
+    def _start(self, cell, out, threads):
+        return Worker(_die_on_upsample, threads, cell, out, "cpu", "fp32")
+
+
+def test_a_cell_killed_beside_another_is_one_failed_row_and_the_rest_run(tmp_path, tiny_spec):
+    from dataclasses import replace
+
+    from adaptsam.bench.runner import run_bench
+
+    spec = replace(tiny_spec, adapters=(AdapterChoice("frozen"),), jobs=2)
+    summary = run_bench(spec, tmp_path, executor=_DyingExecutor(), progress=False, report=False, timing=False)
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        rows = store.rows()
+    assert summary.statuses == {"done": 2, "failed": 2}
+    assert all(r.status == "failed" and "SIGKILL" in r.error for r in rows if r.cell.policy == "upsample")
+    assert all(r.status == "done" for r in rows if r.cell.policy == "native")
