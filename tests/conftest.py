@@ -12,6 +12,22 @@ import torch
 from adaptsam import registry
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--extended", action="store_true",
+                     help="also run tests marked extended (optional extras such as Ray; tox -e extended)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``extended`` run only with ``--extended``: they check optional extras at a cost the default
+    run (under 10 minutes on 2 cores) can't carry."""
+    if config.getoption("--extended"):
+        return
+    skip = pytest.mark.skip(reason="extended test: run with --extended (tox -e extended)")
+    for item in items:
+        if "extended" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)

@@ -142,7 +142,7 @@ def test_cells_side_by_side_each_in_its_own_worker_on_its_share_of_the_cores(tmp
     from adaptsam.bench.executors import threads_per_job
     from adaptsam.bench.runner import run_bench
 
-    spec = replace(tiny_spec, jobs=2, adapters=(AdapterChoice("frozen"), AdapterChoice("decoder")))
+    spec = replace(tiny_spec, jobs=2, adapters=(AdapterChoice("frozen"), AdapterChoice("decoder")), resolutions=(32,))
     summary = run_bench(spec, tmp_path, progress=False, report=True)
     assert summary.statuses == {"done": len(spec.cells())}
     with ResultStore(tmp_path / "results.sqlite") as store:
