@@ -102,18 +102,19 @@ class LocalExecutor:
     def run(self, cells: list[Cell], store: ResultStore, out: Path, *, progress: bool = True,
             on_result: OnResult | None = None) -> None:
         jobs = self.jobs or 1
+        side_by_side = jobs > 1 and self.isolate  # cells that run in this process run one at a time
         # cells nothing trains first: their test-image embeddings then wait in the shared cache for the others
         cells = sorted(cells, key=lambda cell: not cell.seed_invariant)
         with _progress(len(cells), progress) as bar:
             def record(cell: Cell, result: CellResult) -> None:
-                if jobs > 1:
+                if side_by_side:
                     result.environment["jobs"] = jobs  # the report says cells ran side by side
                 store.finish(result)
                 if on_result:
                     on_result(cell, result)
                 bar.update(1)
 
-            if jobs == 1 or not self.isolate:
+            if not side_by_side:
                 for cell in cells:
                     bar.set_description(cell.label)
                     store.claim(cell.key)
@@ -161,12 +162,8 @@ class LocalExecutor:
 
 def _remote_cell(canonical: dict[str, Any], out: str, threads: int, device: str = "auto",
                  precision: str = "auto") -> CellResult:
-    import torch
-
-    torch.set_num_threads(threads)
     # "auto" resolves on the worker: Ray shows a task only the GPUs it was given (CUDA_VISIBLE_DEVICES)
-    return run_cell(Cell.from_canonical(canonical), out, cache_dir=Path(out) / CACHE_FOLDER, isolated=True,
-                    device=device, precision=precision)
+    return _cell_on_threads(threads, Cell.from_canonical(canonical), Path(out), device, precision)
 
 
 class RayExecutor:
