@@ -1,6 +1,6 @@
 """Do the bench's cost columns survive a rerun? Run one preset twice, into two folders, and compare per cell.
 
-    python benchmarks/bench_stability.py                       # quick preset twice (about 2 × 6 minutes)
+    python benchmarks/bench_stability.py                       # quick preset twice (about 2 × 8 minutes on 2 cores)
     python benchmarks/bench_stability.py --busy                # the same with one core kept busy meanwhile
     python benchmarks/bench_stability.py --compare A B         # compare two finished bench folders
     python benchmarks/bench_stability.py --busy --against A    # one busy run, compared with quiet folder A
