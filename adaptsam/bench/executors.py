@@ -65,8 +65,7 @@ def run_one(cell: Cell, out: Path, *, isolate: bool = True, device: str = "auto"
     if not isolate or in_process_parts(cell):
         return _run_here(cell, out, device, precision)
     try:
-        return run_isolated(run_cell, cell, out, cache_dir=Path(out) / CACHE_FOLDER, isolated=True, device=device,
-                            precision=precision)
+        return run_isolated(_cell_on_threads, 0, cell, out, device, precision)
     except WorkerDied as exc:
         return _died(cell, exc)
 
@@ -80,10 +79,12 @@ def _died(cell: Cell, exc: WorkerDied) -> CellResult:
 
 
 def _cell_on_threads(threads: int, cell: Cell, out: Path, device: str, precision: str) -> CellResult:
-    """A worker's whole job when cells run side by side: ``threads`` intra-op threads, then the cell."""
-    import torch
+    """A worker's whole job (local or Ray): ``threads`` intra-op threads (0: torch's default), then the cell,
+    whose memory figures are then its own."""
+    if threads:
+        import torch
 
-    torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
     return run_cell(cell, out, cache_dir=Path(out) / CACHE_FOLDER, isolated=True, device=device,
                     precision=precision)
 
@@ -98,6 +99,11 @@ class LocalExecutor:
         self.isolate = isolate
         # None: the bench spec's (run_bench fills them in)
         self.jobs, self.device, self.precision = jobs, device, precision
+
+    @property
+    def _how(self) -> tuple[str, str]:
+        """Device and precision the cells run with (``auto`` where neither the executor nor the spec says)."""
+        return self.device or "auto", self.precision or "auto"
 
     def run(self, cells: list[Cell], store: ResultStore, out: Path, *, progress: bool = True,
             on_result: OnResult | None = None) -> None:
@@ -118,13 +124,13 @@ class LocalExecutor:
                 for cell in cells:
                     bar.set_description(cell.label)
                     store.claim(cell.key)
-                    record(cell, run_one(cell, out, isolate=self.isolate, device=self.device or "auto",
-                                         precision=self.precision or "auto"))
+                    device, precision = self._how
+                    record(cell, run_one(cell, out, isolate=self.isolate, device=device, precision=precision))
             else:
                 self._side_by_side(cells, store, out, jobs, record, bar)
 
     def _start(self, cell: Cell, out: Path, threads: int) -> Worker:
-        return Worker(_cell_on_threads, threads, cell, out, self.device or "auto", self.precision or "auto")
+        return Worker(_cell_on_threads, threads, cell, out, *self._how)
 
     def _side_by_side(self, cells: list[Cell], store: ResultStore, out: Path, jobs: int,
                       record: Callable[[Cell, CellResult], None], bar: Any) -> None:
@@ -140,7 +146,7 @@ class LocalExecutor:
                     cell = waiting.popleft()
                     store.claim(cell.key)
                     if in_process_parts(cell):  # only this process knows its parts
-                        record(cell, _run_here(cell, out, self.device or "auto", self.precision or "auto"))
+                        record(cell, _run_here(cell, out, *self._how))
                         continue
                     running[self._start(cell, out, threads)] = cell
                     bar.set_description(" | ".join(c.label for c in running.values()))

@@ -20,7 +20,7 @@ from typing import Any
 
 from adaptsam import registry
 from adaptsam.errors import ConfigError
-from adaptsam.train_config import PROMPT_MODES, TrainConfig
+from adaptsam.train_config import PROMPT_MODES, TrainConfig, check_int
 
 SPEC_VERSION = 2  # 2: each part's distribution and version are in the cell (``Cell.parts``)
 PROMPTS = (*PROMPT_MODES, "none")  # "none": prompt-free adapters (class prompts, PerSAM, prototypes)
@@ -189,8 +189,7 @@ class BenchSpec(Budget):
                 or self.timing_threads < 0:
             raise ConfigError(f"Expected timing_threads to be an integer >= 0 (0: torch's default), got "
                               f"{self.timing_threads!r}.")
-        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
-            raise ConfigError(f"Expected jobs to be an integer >= 1 (cells run at once), got {self.jobs!r}.")
+        check_int("jobs", self.jobs, 1, hint="cells run at once")
         if not isinstance(self.compile, bool):
             raise ConfigError(f"Expected compile to be true or false, got {self.compile!r}.")
         cell_fields = {f.name for f in fields(Cell)} - {"parts"}
